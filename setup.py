@@ -1,0 +1,44 @@
+"""Setup for fundus_mtl: reads settings.ini (nbdev 2 style, written by hand: nbdev_new needs the network)."""
+from configparser import ConfigParser
+from pathlib import Path
+
+import setuptools
+
+here = Path(__file__).parent
+cfg = ConfigParser(delimiters=["="])
+cfg.read(here / "settings.ini", encoding="utf-8")
+s = cfg["DEFAULT"]
+
+licenses = {"apache2": ("Apache Software License 2.0", "OSI Approved :: Apache Software License")}
+statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Production/Stable"]
+lic = licenses[s["license"]]
+
+setuptools.setup(
+    name=s["lib_name"],
+    version=s["version"],
+    description=s["description"],
+    long_description=(here / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    author=s["author"],
+    author_email=s["author_email"],
+    license=lic[0],
+    url=s["git_url"],
+    keywords=s["keywords"].split(),
+    classifiers=[
+        "Development Status :: " + statuses[int(s["status"])],
+        "Intended Audience :: " + s["audience"].title(),
+        "License :: " + lic[1],
+        "Natural Language :: " + s["language"].title(),
+        "Programming Language :: Python :: 3.11",
+    ],
+    packages=setuptools.find_packages(include=["fundus_mtl", "fundus_mtl.*"]),
+    include_package_data=True,
+    python_requires=">=" + s["min_python"],
+    install_requires=s["requirements"].split(),
+    extras_require={"dev": s["dev_requirements"].split()},
+    entry_points={
+        "console_scripts": s["console_scripts"].split(),
+        "nbdev": [f'{s["lib_path"]}={s["lib_path"]}._modidx:d'],
+    },
+    zip_safe=False,
+)
