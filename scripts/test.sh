@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The project's whole test suite, from nothing: set up .venv, check the library is in sync with the
+# notebooks, run every notebook's tests, pytest, and an end-to-end `reproduce --preset tiny`.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/setup.sh
+t0=$(date +%s)
+echo "== nbdev_export: the library must match the notebooks"
+nbdev_export
+if [ -n "$(git status --porcelain -- fundus_mtl)" ]; then
+  git status --porcelain -- fundus_mtl; git diff --stat -- fundus_mtl
+  echo "FAIL: nbdev_export changed fundus_mtl/ (edit the notebooks, not the .py files, and commit the export)"; exit 1
+fi
+echo "== nbdev_test: every notebook's test cells"
+nbdev_test --do_print
+echo "== pytest"
+pytest -ra tests
+echo "== fundus-mtl reproduce --preset tiny"
+rm -rf runs/ci-tiny
+fundus-mtl reproduce --preset tiny --out runs/ci-tiny
+echo "== all tests passed in $(( $(date +%s) - t0 )) s (after setup)"
