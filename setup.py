@@ -9,9 +9,8 @@ cfg = ConfigParser(delimiters=["="])
 cfg.read(here / "settings.ini", encoding="utf-8")
 s = cfg["DEFAULT"]
 
-licenses = {"apache2": ("Apache Software License 2.0", "OSI Approved :: Apache Software License")}
+licenses = {"apache2": "Apache-2.0"}  # SPDX expression (license classifiers are deprecated)
 statuses = ["1 - Planning", "2 - Pre-Alpha", "3 - Alpha", "4 - Beta", "5 - Production/Stable"]
-lic = licenses[s["license"]]
 
 setuptools.setup(
     name=s["lib_name"],
@@ -21,13 +20,12 @@ setuptools.setup(
     long_description_content_type="text/markdown",
     author=s["author"],
     author_email=s["author_email"],
-    license=lic[0],
+    license=licenses[s["license"]],
     url=s["git_url"],
     keywords=s["keywords"].split(),
     classifiers=[
         "Development Status :: " + statuses[int(s["status"])],
         "Intended Audience :: " + s["audience"].title(),
-        "License :: " + lic[1],
         "Natural Language :: " + s["language"].title(),
         "Programming Language :: Python :: 3.11",
     ],

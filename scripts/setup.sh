@@ -11,7 +11,7 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-stamp=$(cat setup.py settings.ini | sha1sum | cut -c1-16)
+stamp=$(cat setup.py settings.ini pyproject.toml 2>/dev/null | sha1sum | cut -c1-16)
 if [ "$(cat .venv/.setup-stamp 2>/dev/null)" != "$stamp" ] || ! .venv/bin/python -c "import fundus_mtl, torch, torchvision" 2>/dev/null; then
   echo "setup: installing torch==2.14.1 torchvision==0.29.1, then fundus_mtl[dev]"
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
