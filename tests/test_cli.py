@@ -47,8 +47,11 @@ def test_reproduce_writes_config_skips_finished_stages_and_forces(fake_nbs, tmp_
     assert read_ledger(run)["data"]["seconds"] > 0
     reproduce("tiny", out=str(run), overrides={"image_size": "48"}, log=False)        # finished: skipped
     assert (run / "count.txt").read_text() == "1"
+    (run / "data").mkdir(exist_ok=True)
+    (run / "data" / "stale.csv").write_text("from the previous run")
     reproduce("tiny", out=str(run), overrides={"image_size": "48"}, force=["data"], log=False)
     assert (run / "count.txt").read_text() == "2"
+    assert not (run / "data" / "stale.csv").exists()                                  # a redone stage starts clean
     reproduce("tiny", out=str(run), overrides={"image_size": "56"}, log=False)        # config changed: redone
     assert (run / "count.txt").read_text() == "3" and load_config(run).image_size == 56
     with pytest.raises(ValueError, match="holds a 'tiny' run"):
