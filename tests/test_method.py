@@ -4,13 +4,11 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
-from fundus_mtl.cache import CachedDataset, CachedImages
+
 from fundus_mtl.config import get_config
 from fundus_mtl.models import add_detail_head, build_model, normalize
 from fundus_mtl.student import ce_overall, overall_metric
