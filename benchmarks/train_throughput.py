@@ -9,7 +9,10 @@ Same batch size (32), image size (128), threads (2). Target: fit >= 85 % of bare
 The machine's speed drifts (shared host): every number is the best of several short windows
 (epochs for fit, groups of steps for bare), and bare windows are interleaved with the fit runs.
 
-    .venv/bin/python benchmarks/train_throughput.py [--images 160] [--epochs 5] [--steps 2]
+    .venv/bin/python benchmarks/train_throughput.py [--images 160] [--epochs 5] [--steps 2] [--precisions fp32 bf16]
+
+Each fit epoch pays a fixed cost (switching from evaluation back to training, the loader's first
+batch), so few images per epoch understate fit; use --images 640 or more for a fair ratio.
 """
 import argparse, tempfile, time
 import numpy as np, pandas as pd, torch
@@ -68,11 +71,12 @@ def main():
     ap.add_argument("--images", type=int, default=160, help="training images per fit epoch")
     ap.add_argument("--epochs", type=int, default=5, help="fit epochs (the first is warm-up)")
     ap.add_argument("--steps", type=int, default=2, help="steps per timed window of the bare loop")
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     a = ap.parse_args()
     torch.set_num_threads(THREADS)
     rows = []
     t_start = time.perf_counter()
-    for precision in ("fp32", "bf16"):
+    for precision in a.precisions:
         bares = []
         for augment, workers in ((False, 0), (True, 0), (True, 1)):
             bares += bare(precision, a.steps)     # interleaved with the fit runs
