@@ -171,9 +171,11 @@ def test_bf16_and_fp32_decisions_agree_on_real_photographs(shared, tmp_path):
     from fundus_mtl.config import load_config
     from fundus_mtl.student import model_dir
     from fundus_mtl.predict import _load
-    demo = ROOT / "runs" / "demo"
-    if not (demo / "config.json").exists():
-        pytest.skip("the demo run (runs/demo) has not been trained on this machine")
+    # the demo run's MT when this machine has one; else the tiny run that nbdev_test trains (runs/nbtest-student)
+    runs = [ROOT / "runs" / n for n in ("demo", "nbtest-student")]
+    demo = next((r for r in runs if (r / "eyeq" / "mt" / "chosen.json").exists()), None)
+    if demo is None:
+        pytest.skip("no trained run (runs/demo or runs/nbtest-student): run `fundus-mtl reproduce --preset demo` or nbdev_test first")
     m, meta = load_model_file(export_model(model_dir(load_config(demo), "eyeq", "mt"), tmp_path / "mt.pt"))
     files = sorted(str(f) for f in (shared / "drimdb").rglob("*.jpg"))[::3]
     xs = np.stack([x for x, _ in (_load(f, meta["image_size"]) for f in files) if x is not None])
