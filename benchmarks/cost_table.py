@@ -101,12 +101,13 @@ def _automorph_member():
 def _toolbox_member(name):
     return getattr(torchvision.models, name)(weights=None, num_classes=2)
 
+_TOOLBOX = ("resnet34", "resnet50", "resnet50", "resnet101", "resnet101", "resnet152", "resnet152",
+            "efficientnet_b0", "efficientnet_b1", "efficientnet_b3")
 PEERS = {   # name: (constructor, input size)
     "MCF-Net: 3 x DenseNet-121": (_MCF, 224),
     "QuickQual: DenseNet-121 + linear": (_QuickQual, 512),
-    "fundus-image-toolbox: 10-model ResNet/EfficientNet ensemble": (lambda: _Ensemble([_toolbox_member(n) for n in (
-        "resnet34", "resnet50", "resnet50", "resnet101", "resnet101", "resnet152", "resnet152",
-        "efficientnet_b0", "efficientnet_b1", "efficientnet_b3")]), 350),
+    "fundus-image-toolbox: its 10-model ResNet/EfficientNet ensemble": (lambda: _Ensemble([_toolbox_member(n) for n in _TOOLBOX]), 350),
+    "the same 10-model ensemble at 512 px (DESIGN.md's setting)": (lambda: _Ensemble([_toolbox_member(n) for n in _TOOLBOX]), 512),
     "AutoMorph M1: 8 x EfficientNet-B4": (lambda: _Ensemble([_automorph_member() for _ in range(8)]), 512),
 }
 
