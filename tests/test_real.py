@@ -1,4 +1,5 @@
-"""The `real` preset's data on ../shared/data: the FOV crop on the colour-enhanced EyeQ subset, the
+"""The `real` preset's data on ../shared/data: the FOV crop on the colour-enhanced EyeQ subset, its
+equalisation at source, the
 splits (stratified, grouped, no photograph on both sides), DrimDB's Outlier flag, and the stand-in's
 link back to its clean source photographs. No training here: the preset itself is measured by
 `fundus-mtl reproduce --preset real` (results/real/)."""
@@ -11,7 +12,7 @@ import pytest
 from fundus_mtl.config import get_config
 from fundus_mtl.datasets import read_class_folders
 from fundus_mtl.gradcam import source_photo
-from fundus_mtl.images import fov_crop, read_image
+from fundus_mtl.images import fov_crop, preprocess, read_image
 from fundus_mtl.prepare import dataset_tables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,6 +28,18 @@ def test_fov_found_on_the_colour_enhanced_eyeq_subset(shared):
     c = crops["10321_right.jpeg"]
     assert c.found and 70 < c.radius < 100 and c.image.shape[0] < 200, (c.radius, c.image.shape)
 
+
+
+def test_eyeq_subset_is_equalised_at_source_and_clean_photos_are_not(shared):
+    # why the real preset sets equalize=True: equalising an EyeQ-subset image again barely changes it
+    # (mean |difference| a few grey levels of 255), while a natural photograph changes by 40 and more
+    def change(f):
+        a, _ = preprocess(f, 160); b, _ = preprocess(f, 160, equalize=True)
+        return np.abs(a.astype(int) - b).mean()
+    eyeq = [change(f) for f in sorted(glob.glob(str(shared / "eyeq-subset256/images/*")))[::40]]
+    clean = [change(f) for f in sorted(glob.glob(str(shared / "clean/*/*")))[::5]]
+    assert len(eyeq) == 49 and np.median(eyeq) < 6 and np.percentile(eyeq, 90) < 8, np.percentile(eyeq, [50, 90])
+    assert len(clean) >= 20 and min(clean) > 30, min(clean)
 
 def test_drimdb_fov_and_outlier_flag(shared):
     found = {k: [fov_crop(read_image(f)).found for f in sorted(glob.glob(str(shared / f"drimdb/{k}/*.jpg")))] for k in ("Good", "Bad")}
