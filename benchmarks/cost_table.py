@@ -167,7 +167,7 @@ def main():
             "resize, model, and for the CAM rows one quality map per image. bf16 is the default on CPUs with AVX-512 BF16/AMX.\n"
             "- **architectures**: forward pass only, random weights, batch 4; ratio = the peer's ms/image over ours at 224 px in the same "
             "precision. Peers as published: MCF-Net 3 DenseNet-121 at 224; QuickQual DenseNet-121 features at 512; fundus-image-toolbox "
-            "its 10 models at its 350 px; AutoMorph 8 EfficientNet-B4 at 512.\n\n")
+            "its 10 models at its 350 px (and at 512 px, the setting DESIGN.md named); AutoMorph 8 EfficientNet-B4 at 512.\n\n")
     body = df.rename(columns={"what": "measurement", "size": "px"}).to_markdown(index=False)
     text = head + body + "\n"
     if not a.quick:
