@@ -142,6 +142,31 @@ def test_csv_list_outputs_and_cams(tmp_path, model_pt, hostile):
         assert all(Path(f).stat().st_size > 1000 for f in r["cam_files"])
 
 
+def test_ordinal_model_file_predicts_and_explains(tmp_path, hostile):
+    """A model with the ordinal overall head (14_label_efficiency, item 5) goes through the model file, `predict`
+    and the CAM overlays like a softmax one; its overall CAM takes grad-cam's backward path (no linear head weight)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        od = QualityNet("resnet18", 3, 3, overall_head="ordinal").eval()
+    f = export_model(od, tmp_path / "ordinal.pt", image_size=64, preset="test", model="random")
+    m, meta = load_model_file(f)
+    assert meta["overall_head"] == "ordinal" and m.overall_head == "ordinal"
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.allclose(m(x)["overall"], od(x)["overall"])
+    d, _ = hostile
+    p = Predictor.from_file(f, device="cpu", precision="fp32")
+    assert p.exact_cam is False
+    df = run_predict([d / "good_1.jpg", d / "good_2.png"], str(f), out=str(tmp_path / "out"), cam=True, progress=False)
+    assert (df["error"] == "").all()
+    assert np.allclose(df[["p_reject", "p_usable", "p_good"]].sum(1), 1, atol=1e-4)
+    cams = {q.name: q.stat().st_size for q in (tmp_path / "out" / "cams").iterdir()}
+    assert cams.get("good_1_overall.png", 0) > 1000 and cams.get("good_2_overall.png", 0) > 1000
+    # a file that says softmax but holds ordinal weights is refused, naming the mismatch
+    ck = torch.load(f, weights_only=True); ck["meta"]["overall_head"] = "softmax"; torch.save(ck, tmp_path / "lying.pt")
+    with pytest.raises(ModelFileError, match="do not fit"):
+        load_model_file(tmp_path / "lying.pt")
+
+
 def test_write_predictions_is_atomic(tmp_path):
     df = pd.DataFrame({"path": ["a"], "image": ["a"], "p_good": [np.nan], "fov_found": pd.array([pd.NA], dtype="boolean")})
     files = write_predictions(df, tmp_path / "o", json=True)
