@@ -15,7 +15,7 @@ echo "== nbdev_test: every notebook's test cells"
 nbdev_test --do_print
 echo "== pytest"
 pytest -ra tests
-echo "== fundus-mtl reproduce --preset tiny"
+echo "== fundus-mtl reproduce --preset tiny --extensions"
 rm -rf runs/ci-tiny
-fundus-mtl reproduce --preset tiny --out runs/ci-tiny
+fundus-mtl reproduce --preset tiny --out runs/ci-tiny --extensions
 echo "== all tests passed in $(( $(date +%s) - t0 )) s (after setup)"

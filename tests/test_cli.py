@@ -58,6 +58,22 @@ def test_reproduce_writes_config_skips_finished_stages_and_forces(fake_nbs, tmp_
         reproduce("demo", out=str(run), log=False)
 
 
+def test_optional_stage_runs_only_when_asked_and_goes_stale(fake_nbs, tmp_path):
+    "The label-efficiency stage runs with extensions=True (or by name); redoing an earlier stage without it clears its results."
+    _stage_nb(fake_nbs / "14_label_efficiency.ipynb",
+              "from pathlib import Path\n(Path(run_dir)/'tables').mkdir(exist_ok=True)\n(Path(run_dir)/'tables'/'ext1_x.md').write_text('x')")
+    run = tmp_path / "run"
+    reproduce("tiny", out=str(run), log=False)
+    assert list(read_ledger(run)) == ["data"] and not (run / "tables").exists()
+    reproduce("tiny", out=str(run), extensions=True, log=False)
+    assert list(read_ledger(run)) == ["data", "efficiency"] and (run / "tables/ext1_x.md").exists()
+    assert (run / "count.txt").read_text() == "1"                                       # data was not redone
+    reproduce("tiny", out=str(run), force=["data"], log=False)
+    assert list(read_ledger(run)) == ["data"] and not (run / "tables/ext1_x.md").exists()   # stale results removed
+    reproduce("tiny", out=str(run), stages=["efficiency"], log=False)
+    assert "efficiency" in read_ledger(run) and (run / "count.txt").read_text() == "2"
+
+
 def test_failing_stage_names_notebook_and_cell(fake_nbs, tmp_path, capsys):
     _stage_nb(fake_nbs / "02d_prepare.ipynb", "x = 1\nraise RuntimeError('the data folder is empty')")
     rc = main(["reproduce", "--preset", "tiny", "--out", str(tmp_path / "bad")])
