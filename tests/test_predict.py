@@ -158,7 +158,7 @@ def test_ordinal_model_file_predicts_and_explains(tmp_path, hostile):
     assert p.exact_cam is False
     df = run_predict([d / "good_1.jpg", d / "good_2.png"], str(f), out=str(tmp_path / "out"), cam=True, progress=False)
     assert (df["error"] == "").all()
-    assert np.allclose(df[["p_reject", "p_usable", "p_good"]].sum(1), 1, atol=1e-4)
+    assert np.allclose(df[["p_reject", "p_usable", "p_good"]].sum(axis=1), 1, atol=1e-4)
     cams = {q.name: q.stat().st_size for q in (tmp_path / "out" / "cams").iterdir()}
     assert cams.get("good_1_overall.png", 0) > 1000 and cams.get("good_2_overall.png", 0) > 1000
     # a file that says softmax but holds ordinal weights is refused, naming the mismatch
