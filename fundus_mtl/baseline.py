@@ -12,7 +12,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from .config import Config, CLASS_NAMES, atomic_write_text
+from .config import Config, CLASS_NAMES
+from .files import atomic_write_text
 from .cache import CachedDataset
 from .models import build_model
 from .train import _loader, _batch, _autocast, _prepare, resolve_device, resolve_precision

@@ -8,8 +8,8 @@ import argparse, json, os, sys, time, traceback
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from .config import (Config, get_config, parse_overrides, resolve_paths, save_config, load_config,
-                               atomic_write_text, project_root, PRESETS)
+from .config import Config, get_config, parse_overrides, resolve_paths, save_config, load_config, project_root, PRESETS
+from .files import atomic_write_text
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_OUTPUTS', 'OPTIONAL_STAGES', 'clear_stage', 'notebooks_dir', 'available_stages', 'read_ledger',

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from .config import Config, DETAILS, atomic_write_text
+from .config import Config, DETAILS
+from .files import atomic_write_text
 from .cache import CachedImages, CachedDataset, build_cache
 from .datasets import IMAGE_EXTS
 from .prepare import data_lock, synth_dir

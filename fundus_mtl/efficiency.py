@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
-from .config import Config, DETAILS, CLASS_NAMES, atomic_write_text, stage_config
+from .config import Config, DETAILS, CLASS_NAMES, stage_config
+from .files import atomic_write_text
 from .cache import CachedDataset
 from .models import build_model
 from .train import fit

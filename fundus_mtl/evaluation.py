@@ -11,7 +11,8 @@ import pandas as pd
 import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
-from .config import Config, DETAILS, CLASS_NAMES, atomic_write_text
+from .config import Config, DETAILS, CLASS_NAMES
+from .files import atomic_write_text
 from .cache import CachedDataset
 from .prepare import load_prepared
 from .train import predict

@@ -15,7 +15,8 @@ import torch
 import cv2
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .config import DETAILS, atomic_write_text
+from .config import DETAILS
+from .files import atomic_write_text
 from .images import ImageReadError, PREPROCESSINGS, preprocess
 from .datasets import read_folder, IMAGE_EXTS
 from .fundus import synth_fundus

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .config import Config, DETAILS, CLASS_NAMES, atomic_write_text
+from .config import Config, DETAILS, CLASS_NAMES
+from .files import atomic_write_text
 from .datasets import (read_eyeq, read_eyeq_d, read_deepdrid, read_details, read_class_folders,
                                  assign_splits)
 from .cache import build_cache, CachedImages

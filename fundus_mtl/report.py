@@ -8,7 +8,7 @@ import html, json, os, shutil, subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
-from .config import atomic_write_text
+from .files import atomic_write_text
 
 # %% auto #0
 __all__ = ['FIGURE_TITLES', 'md_blocks', 'render_report', 'write_report', 'find_chromium', 'screenshot']

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from .config import Config, DETAILS, CLASS_NAMES, atomic_write_text
+from .config import Config, DETAILS, CLASS_NAMES
+from .files import atomic_write_text
 from .cache import CachedDataset, BoundedRandAugment
 from .prepare import load_prepared, data_lock
 from .models import build_model, add_detail_head

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import cv2
-from .config import Config, DETAILS, CLASS_NAMES, atomic_write_text
+from .config import Config, DETAILS, CLASS_NAMES
+from .files import atomic_write_text
 from .images import read_image, fov_crop, fov_mask, ImageReadError
 from .degrade import sample_degradation, apply_degradation, details_from_spec, overall_from_spec
 from .fundus import synth_fundus, _fundus

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from .config import Config, DETAILS, atomic_write_text
+from .config import Config, DETAILS
+from .files import atomic_write_text
 from .cache import CachedDataset
 from .prepare import load_prepared, prepare_data
 from .models import build_model

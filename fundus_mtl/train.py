@@ -11,7 +11,8 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from .config import Config, CLASS_NAMES, DETAILS, atomic_write_text
+from .config import Config, CLASS_NAMES, DETAILS
+from .files import atomic_write_text
 from .models import QualityNet, normalize
 from .images import preprocessing_name
 
