@@ -28,7 +28,7 @@ import train_throughput as tt                    # noqa: E402  (bare / with_fit)
 from fundus_mtl.models import QualityNet         # noqa: E402
 from fundus_mtl.model_file import export_model   # noqa: E402
 from fundus_mtl.predict import Predictor         # noqa: E402
-from fundus_mtl.train import _autocast           # noqa: E402
+from fundus_mtl.inference import autocast     # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DRIMDB = ROOT.parent / "shared" / "data" / "drimdb"
@@ -117,7 +117,7 @@ def forward_ms(model:nn.Module, size:int, precision:str, batch:int, repeats:int)
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     model = model.to(memory_format=torch.channels_last)
     dev = torch.device("cpu")
-    with torch.inference_mode(), _autocast(dev, precision):
+    with torch.inference_mode(), autocast(dev, precision):
         model(x)
         best = float("inf")
         for _ in range(repeats):

@@ -12,8 +12,11 @@ import pandas as pd, torch
 from fundus_mtl.config import load_config
 from fundus_mtl.metrics import overall_f1
 from fundus_mtl.models import build_model
-from fundus_mtl.student import ce_overall, overall_metric, setting_data
-from fundus_mtl.train import fit, predict
+from fundus_mtl.losses import ce_overall
+from fundus_mtl.metrics import overall_metric
+from fundus_mtl.student import setting_data
+from fundus_mtl.inference import predict
+from fundus_mtl.train import fit
 
 
 def main():

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from fundus_mtl.cache import BoundedRandAugment, CachedDataset, CachedImages
 from fundus_mtl.config import get_config
 from fundus_mtl.models import QualityNet, build_model
-from fundus_mtl.train import _autocast, _prepare, fit, resolve_device
+from fundus_mtl.inference import autocast, prepare_model, resolve_device
+from fundus_mtl.train import fit
 
 BATCH, SIZE, THREADS = 32, 128, 2
 
@@ -28,16 +29,16 @@ BATCH, SIZE, THREADS = 32, 128, 2
 def bare(precision, steps, windows=4, warmup=2):
     "images/s of forward+backward+step on one random normalised batch, per window of `steps` steps."
     cfg = get_config("tiny", device="cpu", precision=precision)
-    device = resolve_device(cfg)
+    device = resolve_device(cfg.device)
     model = QualityNet("resnet18", 3, 0)
-    cl = _prepare(model, device, precision)
+    cl = prepare_model(model, device, precision)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(BATCH, 3, SIZE, SIZE, device=device)
     if cl: x = x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 3, (BATCH,), device=device)
     model.train()
     def step():
-        with _autocast(device, precision): out = model(x)
+        with autocast(device, precision): out = model(x)
         loss = F.cross_entropy(out["overall"].float(), y)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         loss.item()

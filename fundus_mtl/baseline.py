@@ -16,28 +16,19 @@ from .config import Config, CLASS_NAMES
 from .files import atomic_write_text
 from .cache import CachedDataset
 from .models import build_model
-from .train import _loader, _batch, _autocast, _prepare, resolve_device, resolve_precision
-from .scores import overall_scores
+from .inference import infer
+from .metrics import overall_scores
 
 # %% auto #0
-__all__ = ['trunk_features', 'feature_model', 'fit_linear', 'train_baseline']
+__all__ = ['trunk_features', 'feature_model', 'fit_linear', 'full_proba', 'train_baseline']
 
 # %% ../nbs/07c_baseline.ipynb #7659399c
-def trunk_features(model, # a QualityNet (or anything with `.features(x)` on a normalised batch)
+def trunk_features(model, # a QualityNet
                    ds,    # dataset of (uint8 C×H×W image, targets)
                    cfg:Config
                   ) -> np.ndarray:
-    "Pooled trunk features (N, dim) of every image of `ds`, in fp32 numpy."
-    device = resolve_device(cfg); precision = resolve_precision(cfg, device)
-    cl = _prepare(model, device, precision)
-    was = model.training; model.eval()
-    out = []
-    with torch.inference_mode():
-        for x, _ in _loader(ds, cfg, device=device):
-            x, _ = _batch(x, {}, device, cl)
-            with _autocast(device, precision): out.append(model.features(x).float().cpu().numpy())
-    model.train(was)
-    return np.concatenate(out) if out else np.zeros((0, getattr(model, "dim", 0)), np.float32)
+    "Pooled trunk features (N, dim) of every image of `ds`, in fp32 numpy (`inference.infer`)."
+    return infer(model, ds, cfg, features=True, heads=False)["features"]
 
 # %% ../nbs/07c_baseline.ipynb #95dc718f
 def feature_model(cfg:Config, st_dir:str|Path|None=None) -> tuple:
@@ -66,13 +57,16 @@ def fit_linear(X_train, y_train, X_val, y_val,
     for C in Cs:
         clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=3000, random_state=seed, class_weight=class_weight))
         clf.fit(X_train, y_train)
-        proba = _full_proba(clf, X_val, n_classes)
+        proba = full_proba(clf, X_val, n_classes)
         scores[C] = overall_scores(y_val, proba.argmax(1), n_classes)["F1"]
     best = max(scores, key=lambda c: (scores[c], -c))    # ties: the stronger regularisation
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=best, max_iter=3000, random_state=seed, class_weight=class_weight)).fit(X_train, y_train)
     return clf, best, scores
 
-def _full_proba(clf, X, n_classes:int) -> np.ndarray:
+def full_proba(clf,          # a fitted scikit-learn classifier (`fit_linear`)
+               X,            # (N, dim) features
+               n_classes:int # the setting's class count
+              ) -> np.ndarray:
     "Class probabilities in canonical order, zeros for a class absent from the training labels."
     p = np.zeros((len(X), n_classes))
     p[:, clf.classes_.astype(int)] = clf.predict_proba(X)
@@ -89,7 +83,7 @@ def train_baseline(cfg:Config, setting:str) -> dict:
     n = d["n_classes"]
     clf, C, val = fit_linear(feats["train"], y[d["rows"]["train"]], feats["val"], y[d["rows"]["val"]], n, seed=cfg.seed,
                             class_weight="balanced" if cfg.class_weight == "balanced" else None)
-    p = _full_proba(clf, feats["test"], n)
+    p = full_proba(clf, feats["test"], n)
     rows = d["rows"]["test"]
     out = pd.DataFrame({"image": d["df"]["image"].to_numpy()[rows], "label": y[rows]})
     for k, name in enumerate(CLASS_NAMES[n]): out[f"p_{name}"] = p[:, k].round(6)

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
+from .files import atomic_write, atomic_write_csv
 import torchvision.transforms.v2.functional as TF
 from tqdm.auto import tqdm
 from .images import preprocess, ImageReadError
@@ -80,10 +81,8 @@ def build_cache(paths:list,        # image files, in table order
         infos.append(info)
     info = pd.DataFrame(infos).assign(image=[Path(p).name for p in paths], path=paths)
     info = info[["image", "path", "fov_found", "fov_reason", "height", "width", "error"]]
-    tmp = cache_dir/f".{key}.{os.getpid()}.tmp.npy"
-    np.save(tmp, arr); os.replace(tmp, npy)
-    tmp = cache_dir/f".{key}.{os.getpid()}.tmp.csv"
-    info.to_csv(tmp, index=False); os.replace(tmp, csv)
+    atomic_write(npy, lambda t: np.save(t, arr))
+    atomic_write_csv(csv, info)
     return CachedImages(np.load(npy, mmap_mode="r"), pd.read_csv(csv, keep_default_na=False), key)
 
 # %% ../nbs/01c_cache.ipynb #4316e31f

@@ -7,22 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from .config import Config, DETAILS
 from .files import atomic_write_text
 from .cache import CachedImages, CachedDataset, build_cache
 from .datasets import IMAGE_EXTS
 from .prepare import data_lock, synth_dir
-from .train import load_model, predict
+from .inference import predict
+from .train import load_model
+from .losses import UNLABELED
 
 # %% auto #0
-__all__ = ['PSEUDO_TARGETS', 'UNLABELED', 'detail_targets', 'rank_loss', 'true_details', 'budget_rows', 'pool_paths', 'pool_data',
-           'pool_dataset']
+__all__ = ['PSEUDO_TARGETS', 'detail_targets', 'true_details', 'budget_rows', 'pool_paths', 'pool_data', 'pool_dataset']
 
 # %% ../nbs/06a_distill.ipynb #093bc915
 PSEUDO_TARGETS = ("hard", "soft", "confidence")
-UNLABELED = -1   # overall label of a training image whose task-B label is not used (label budget, unlabelled pool)
 
 def detail_targets(p:np.ndarray,        # (N, D) Teacher P(good) per detail
                    mode:str="hard",     # hard | soft | confidence (`Config.pseudo_targets`)
@@ -40,21 +38,6 @@ def detail_targets(p:np.ndarray,        # (N, D) Teacher P(good) per detail
         mean = w[train if train is not None else slice(None)].mean(0, keepdims=True)
         out["detail_w"] = (w / np.maximum(mean, 1e-6)).astype(np.float32)
     return out
-
-# %% ../nbs/06a_distill.ipynb #55679ccb
-def rank_loss(logits:torch.Tensor,     # (N, D) student detail logits (higher = better)
-              teacher_p:torch.Tensor,  # (N, D) Teacher P(good)
-              gap:float=0.3,           # minimum Teacher gap of a pair
-              margin:float=1.0         # margin of the ranking loss, in logits
-             ) -> torch.Tensor:
-    "Mean margin-ranking loss over every (pair, detail) of the batch whose Teacher gap is at least `gap` (0 when none)."
-    n = logits.shape[0]
-    i, j = torch.triu_indices(n, n, offset=1, device=logits.device)
-    d = teacher_p[i].float() - teacher_p[j].float()                  # (pairs, D)
-    keep = d.abs() >= gap
-    if not keep.any(): return logits.sum() * 0.0
-    s_i, s_j = logits[i].float()[keep], logits[j].float()[keep]
-    return F.margin_ranking_loss(s_i, s_j, torch.sign(d[keep]), margin=margin)
 
 # %% ../nbs/06a_distill.ipynb #d4746ece
 def true_details(cfg:Config, setting:str, images) -> np.ndarray:

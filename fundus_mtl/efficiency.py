@@ -14,13 +14,14 @@ from .files import atomic_write_text
 from .cache import CachedDataset
 from .models import build_model
 from .train import fit
-from .teacher import bce_details, detail_metric
+from .metrics import detail_metric
+from .losses import detail_loss, detail_weights
 from .student import setting_data, fit_st, fit_mt, prediction_table, load_student, model_dir
-from .distill import rank_loss, budget_rows, true_details
-from .evaluation import compare_models, detail_predictions, caption, write_table, _cells
-from .baseline import trunk_features, fit_linear, _full_proba
+from .distill import budget_rows, true_details
+from .evaluation import compare_models, detail_predictions, caption, write_table, format_cells
+from .baseline import trunk_features, fit_linear, full_proba
 from .stats import bootstrap_indices, paired_p
-from .scores import METRICS
+from .metrics import METRICS
 
 # %% auto #0
 __all__ = ['SWITCHES', 'ST_SWITCHES', 'BUDGET_MODELS', 'variant_cfg', 'variant_name', 'chosen_lambdas', 'train_variant',
@@ -194,11 +195,11 @@ def item_table(cfg:Config, stem:str, spec:dict, progress:bool=False) -> tuple[pd
     long = pd.concat(longs, ignore_index=True)
     order = {label(v, m): i for i, (m, v) in enumerate((m, v) for m in models for v in spec["variants"])}
     long = long.sort_values(["setting", "model"], key=lambda c: c.map(order) if c.name == "model" else c.map({s: i for i, s in enumerate(cfg.settings)}), kind="stable")
-    return long, _cells(long, ["setting", "model"], "metric", cfg).fillna("—"), verdicts(long, cfg)
+    return long, format_cells(long, ["setting", "model"], "metric", cfg).fillna("—"), verdicts(long, cfg)
 
 def pseudo_label_noise(cfg:Config, setting:str) -> pd.DataFrame:
     "Agreement of the Teacher's pseudo-labels with the true details on the training images of a synthetic setting: accuracy and F1 (bad = positive) per detail."
-    from fundus_mtl.scores import detail_scores
+    from fundus_mtl.metrics import detail_scores
     d = setting_data(variant_cfg(cfg, {}), setting)
     rows = d["rows"]["train"]
     truth = true_details(cfg, setting, d["df"]["image"].to_numpy()[rows])
@@ -229,12 +230,11 @@ def write_item(cfg:Config, stem:str, spec:dict, progress:bool=False) -> pd.DataF
 # %% ../nbs/14_label_efficiency.ipynb #56b145a2
 def signal_trunk(cfg:Config, setting:str, seed:int, progress:bool=False):
     "A trunk trained on the Teacher's signals only (pseudo-label BCE + ranking loss, every training image, no overall label); its folder and model."
-    from fundus_mtl.teacher import detail_weights
     v = variant_cfg(cfg, dict(seed=seed, rank_weight=1.0))
     out = Path(cfg.run_dir)/"efficiency"/setting/f"teacher-signals,seed={seed}"
     d = setting_data(v, setting)
     dw = detail_weights(v, d["targets"]["details"][d["rows"]["train"]])
-    loss = lambda o, t: bce_details(o, t, dw) + v.rank_weight * rank_loss(o["details"], t["teacher_p"], v.rank_gap)
+    loss = detail_loss(dw, v.rank_weight, v.rank_gap)
     r = fit(build_model(v, 0, len(DETAILS)), d["train"], d["val"], loss, detail_metric, out, v.epochs_st, v, progress=progress)
     return out, r["model"], d
 
@@ -246,14 +246,14 @@ def calibrated_predictions(cfg:Config, setting:str, seed:int, fractions, progres
         out, model, d = signal_trunk(cfg, setting, seed, progress)
         y = d["df"]["overall"].to_numpy().astype(int); n = d["n_classes"]
         X = {s: trunk_features(model, CachedDataset(d["cache"], d["rows"][s]), cfg) for s in ("train", "val", "test")}
-        from fundus_mtl.train import predict
+        from fundus_mtl.inference import predict
         before = (n - 1) * predict(model, CachedDataset(d["cache"], d["rows"]["test"]), cfg)["details"].mean(1)
         for f, path in files.items():
             keep = budget_rows(y, d["rows"]["train"], f, seed)
             pos = np.searchsorted(d["rows"]["train"], keep)
             clf, C, _ = fit_linear(X["train"][pos], y[keep], X["val"], y[d["rows"]["val"]], n, seed=seed,
                                    class_weight="balanced" if cfg.class_weight == "balanced" else None)
-            p = _full_proba(clf, X["test"], n)
+            p = full_proba(clf, X["test"], n)
             t = pd.DataFrame({"image": d["df"]["image"].to_numpy()[d["rows"]["test"]], "label": y[d["rows"]["test"]]})
             for k, c in enumerate(CLASS_NAMES[n]): t[f"p_{c}"] = p[:, k].round(6)
             t["pred"] = p.argmax(1); t["score_before"] = before.round(6); t["C"] = C; t["n_labels"] = len(keep)

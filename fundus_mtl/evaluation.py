@@ -15,15 +15,15 @@ from .config import Config, DETAILS, CLASS_NAMES
 from .files import atomic_write_text
 from .cache import CachedDataset
 from .prepare import load_prepared
-from .train import predict
+from .inference import predict
 from .teacher import split_rows
 from .student import load_student
-from .scores import METRICS, confusion_table
+from .metrics import METRICS, confusion_table
 from .stats import compare, p_value, mark
 
 # %% auto #0
-__all__ = ['MODEL_LABELS', 'DETAIL_SETS', 'setting_predictions', 'caption', 'write_table', 'compare_models', 'table2', 'table3',
-           'detail_predictions', 'detail_set_predictions', 'table4', 'figure3']
+__all__ = ['MODEL_LABELS', 'DETAIL_SETS', 'setting_predictions', 'caption', 'write_table', 'format_cells', 'compare_models',
+           'table2', 'table3', 'detail_predictions', 'detail_set_predictions', 'table4', 'figure3']
 
 # %% ../nbs/07_evaluation.ipynb #f4c37642
 MODEL_LABELS = {"baseline": "Baseline", "st": "ST", "st_ext": "ST-extended", "mt": "MT"}
@@ -71,7 +71,11 @@ def write_table(long:pd.DataFrame, # one row per (group, model, metric) with val
     atomic_write_text(stem.with_suffix(".csv"), long.to_csv(index=False))
     atomic_write_text(stem.with_suffix(".md"), f"{text}\n\n{wide.reset_index().to_markdown(index=False)}\n")
 
-def _cells(long:pd.DataFrame, index:list, columns:str, cfg:Config) -> pd.DataFrame:
+def format_cells(long:pd.DataFrame, # rows with value, lo, hi, p_boot, p_wilcoxon (`compare_models`)
+                 index:list,        # columns that become the rows of the wide table
+                 columns:str,       # the column whose values become its columns
+                 cfg:Config         # sig_test and alpha decide the `*`
+                ) -> pd.DataFrame:
     "Formatted `value [lo, hi]*` cells pivoted to a wide table."
     def cell(r):
         p = None if pd.isna(r["p_boot"]) else p_value(r, cfg.sig_test)
@@ -105,7 +109,7 @@ def table2(cfg:Config, preds:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         longs.append(compare_models(y, {m: _pred(p[m], n) for m in order}, "mt", n, cfg, METRICS).assign(setting=s, n=len(y)))
     long = pd.concat(longs, ignore_index=True)
     long["model"] = long["model"].map(MODEL_LABELS)
-    return long, _cells(long, ["setting", "model"], "metric", cfg)
+    return long, format_cells(long, ["setting", "model"], "metric", cfg)
 
 # %% ../nbs/07_evaluation.ipynb #5c88e943
 def table3(cfg:Config, preds:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -120,7 +124,7 @@ def table3(cfg:Config, preds:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     long = pd.concat(longs, ignore_index=True).assign(setting="eyeq")
     long["metric"] = long["metric"].str.replace(r"^F1_", "F1 ", regex=True)
     long["model"] = long["model"].map(MODEL_LABELS)
-    return long, _cells(long, ["model"], "metric", cfg)
+    return long, format_cells(long, ["model"], "metric", cfg)
 
 # %% ../nbs/07_evaluation.ipynb #38858f37
 def detail_predictions(cfg:Config, model, name:str, split:str|None) -> pd.DataFrame:
@@ -171,7 +175,7 @@ def table4(cfg:Config, sets:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     long = pd.concat(longs, ignore_index=True)
     long["model"] = long["model"].map(lambda m: "Teacher-A" if m == "teacher" else "MT-" + {"eyeq": "EyeQ", "deepdrid": "DeepDRiD"}.get(m[3:], m[3:]))
     long["column"] = long["detail"] + " " + long["metric"]
-    return long, _cells(long, ["set", "model"], "column", cfg)
+    return long, format_cells(long, ["set", "model"], "column", cfg)
 
 # %% ../nbs/07_evaluation.ipynb #8b1bc1b6
 def figure3(preds:dict, path:str|Path|None=None, models=("baseline", "st", "mt")):

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from .config import Config, DETAILS, CLASS_NAMES
 from .prepare import load_prepared
-from .train import predict
+from .inference import predict
 from .student import load_student
 from .images import preprocess
 from .cam import gradcam, overlay, cam_mass_inside, synthetic_truth, synthetic_pair, LOCAL_ILLUMINATION_OPS

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from statsmodels.stats.inter_rater import cohens_kappa, fleiss_kappa, to_table
 from .config import Config, DETAILS
-from .scores import _key
+from .scores import image_key
 
 # %% auto #0
 __all__ = ['RATER_COLUMNS', 'TIE_RULES', 'read_raters', 'self_consistency', 'choose_rater', 'majority_truth',
@@ -86,24 +86,24 @@ def heldout_comparison(r:pd.DataFrame,        # rater table
                        cfg:Config,            # bootstrap, seed, alpha, sig_test, alternative
                        rater=None, tie:str="odd") -> dict:
     "Table 5 (long and wide), the held-out rater, the reason, image count and ties."
-    from fundus_mtl.evaluation import compare_models, _cells
+    from fundus_mtl.evaluation import compare_models, format_cells
     who, why = choose_rater(r, rater)
     truth, ties = majority_truth(r, who, tie)
     mine = r[(r["rater"] == who) & (r["repeat"] == 0)].set_index("image")[list(DETAILS)]
-    tp = teacher.assign(key=_key(teacher["image"]).to_numpy()).set_index("key")
-    imgs = [i for i in mine.index if i in truth.index and _key([i])[0] in tp.index]
+    tp = teacher.assign(key=image_key(teacher["image"]).to_numpy()).set_index("key")
+    imgs = [i for i in mine.index if i in truth.index and image_key([i])[0] in tp.index]
     if not imgs: raise ValueError(f"rater {who} shares no image with the Teacher's predictions and the others' majority")
     longs = []
     for d in DETAILS:
         keep = [i for i in imgs if not np.isnan(truth.loc[i, d])]
         y = truth.loc[keep, d].to_numpy().astype(int)
         preds = {"rater": mine.loc[keep, d].to_numpy().astype(int),
-                 "teacher": (tp.loc[_key(keep).to_numpy(), f"p_{d}"].to_numpy() >= 0.5).astype(int)}
+                 "teacher": (tp.loc[image_key(keep).to_numpy(), f"p_{d}"].to_numpy() >= 0.5).astype(int)}
         longs.append(compare_models(y, preds, "teacher", 2, cfg, ["F1", "Pr", "Re"]).assign(detail=d, n=len(y)))
     long = pd.concat(longs, ignore_index=True)
     long["model"] = long["model"].map({"rater": f"Expert (rater {who})", "teacher": "Teacher-A"})
     long["column"] = long["detail"] + " " + long["metric"]
-    return dict(long=long, wide=_cells(long, ["model"], "column", cfg), rater=who, reason=why, n=len(imgs), ties=ties)
+    return dict(long=long, wide=format_cells(long, ["model"], "column", cfg), rater=who, reason=why, n=len(imgs), ties=ties)
 
 # %% ../nbs/10_interobserver.ipynb #221a0d8d
 def _kappa(a, b) -> float:

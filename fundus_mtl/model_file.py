@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import fundus_mtl
 from .config import CLASS_NAMES, DETAILS
+from .files import atomic_torch_save
 from .models import QualityNet, IMAGENET_MEAN, IMAGENET_STD
 from .images import PREPROCESSINGS, preprocessing_name
 
@@ -92,12 +93,8 @@ def export_model(model_or_path,   # a QualityNet (e.g. from `load_model`), or a 
     meta, _ = complete_meta(model, _plain(meta, "meta"))
     meta |= dict(fundus_mtl_version=fundus_mtl.__version__, torch_version=torch.__version__.split("+")[0],
                  created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"state_dict": state, "meta": meta}, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_torch_save(path, {"state_dict": state, "meta": meta})
 
 # %% ../nbs/11a_model_file.ipynb #d1c88109
 def _model_path(path) -> Path:

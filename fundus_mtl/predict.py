@@ -8,7 +8,6 @@ import copy, os, time, warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import torch
@@ -21,7 +20,7 @@ from .images import ImageReadError, PREPROCESSINGS, preprocess
 from .datasets import read_folder, IMAGE_EXTS
 from .fundus import synth_fundus
 from .models import QualityNet
-from .train import resolve_device, resolve_precision, _prepare, _autocast
+from .inference import resolve_device, resolve_precision, prepare_model, forward, head_probabilities
 from .model_file import ModelFileError, PREPROCESSING, complete_meta, export_model, load_model_file
 
 # %% auto #0
@@ -94,11 +93,11 @@ class Predictor:
         if not isinstance(batch_size, int) or batch_size < 1: raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.meta, used = complete_meta(model, meta)
         self.defaults_used = list(meta.get("defaults_used", used))   # as loaded from the file, else what was filled in here
-        self.device = resolve_device(SimpleNamespace(device=device))
-        self.precision = resolve_precision(SimpleNamespace(precision=precision), self.device)
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
         if self.precision == "amp" and self.device.type != "cuda": raise ValueError("precision 'amp' (fp16) needs a CUDA GPU: use bf16 or fp32 on the CPU")
         self.model = model.eval()
-        self.channels_last = _prepare(self.model, self.device, self.precision)
+        self.channels_last = prepare_model(self.model, self.device, self.precision)
         self.batch_size, self.size = batch_size, int(self.meta["image_size"])
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         self.workers = workers if workers is not None else (1 if os.environ.get("IN_TEST") else min(4, cores))
@@ -126,21 +125,15 @@ class Predictor:
 # %% ../nbs/11b_predict.ipynb #9c66f535
 @patch
 def probabilities(self:Predictor, images:np.ndarray,  # uint8 (N, size, size, 3) preprocessed images
-                  features:bool=False                   # also return the ResNet's layer4 maps as `features` (N, C, h, w)
+                  maps:bool=False                       # also return the ResNet's layer4 maps as `maps` (N, C, h, w)
                  ) -> dict:
-    "Head probabilities of a preprocessed batch: `overall` softmax (N, C), `details` sigmoid (N, D), float32 numpy."
+    "Head probabilities of a preprocessed batch: `overall` softmax (N, C), `details` sigmoid (N, D), float32 numpy (`inference.forward`)."
     x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device).permute(0, 3, 1, 2)   # channels_last view
     x = (x.float() / 255 - self._mean) / self._std
     x = x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
-    if features and not self.exact_cam: raise ValueError(f"features are the layer4 maps of a ResNet trunk; this is a {self.meta['backbone']}")
-    feats = []
-    hook = self.model.trunk.layer4.register_forward_hook(lambda m, i, o: feats.append(o)) if features else None
-    try:
-        with torch.inference_mode(), _autocast(self.device, self.precision): out = self.model(x)
-    finally:
-        if hook: hook.remove()
-    res = {k: (v.float().softmax(1) if k == "overall" else v.float().sigmoid()).cpu().numpy() for k, v in out.items()}
-    if features: res["features"] = feats[0].float().cpu().contiguous().numpy()
+    if maps and not self.exact_cam: raise ValueError(f"maps are the layer4 output of a ResNet trunk; this is a {self.meta['backbone']}")
+    with torch.inference_mode(): res = head_probabilities(forward(self.model, x, self.device, self.precision, maps=maps))
+    if maps: res["maps"] = np.ascontiguousarray(res["maps"])
     return res
 
 # %% ../nbs/11b_predict.ipynb #f93f9043
@@ -223,7 +216,7 @@ def predict(self:Predictor,
     t = dict(decode_s=0.0, model_s=0.0, cam_s=0.0, n=len(paths)); t0 = time.perf_counter()
     def flush():
         idx, xs = [i for i, _ in batch], np.stack([x for _, x in batch])
-        t1 = time.perf_counter(); probs = self.probabilities(xs, features=cam and self.exact_cam); t["model_s"] += time.perf_counter() - t1
+        t1 = time.perf_counter(); probs = self.probabilities(xs, maps=cam and self.exact_cam); t["model_s"] += time.perf_counter() - t1
         for i, r in zip(idx, self._rows(probs, [rows[i]["fov_found"] for i in idx])): rows[i] |= r
         if cam:
             t1 = time.perf_counter(); self._write_cams(xs, probs, [stems[i] for i in idx], [rows[i] for i in idx], Path(out_dir)/"cams")
@@ -322,9 +315,9 @@ def cam_maps(self:Predictor, xs:np.ndarray,  # uint8 (N, size, size, 3) preproce
     target = probs["overall"].argmax(1) if "overall" in probs else None
     out = []
     for head, sel in jobs:
-        if "features" in probs:
+        if "maps" in probs:
             W = self.model.overall.weight[target[sel]] if head == "overall" else -self.model.details.weight[[self.meta["detail_names"].index(head)] * len(sel)]
-            maps = _exact_cams(probs["features"][sel], W.detach().float().cpu().numpy(), self.size)
+            maps = _exact_cams(probs["maps"][sel], W.detach().float().cpu().numpy(), self.size)
         else:
             m, layer = self._cam_net()
             maps = gradcam(m, xs[sel], head, target=target[sel] if head == "overall" else None, layer=layer, batch_size=self.batch_size)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .config import Config, DETAILS, CLASS_NAMES
-from .files import atomic_write_text
+from .files import atomic_write_text, atomic_write_csv
 from .datasets import (read_eyeq, read_eyeq_d, read_deepdrid, read_details, read_class_folders,
                                  assign_splits)
 from .cache import build_cache, CachedImages
@@ -97,11 +97,11 @@ def prepare_data(cfg:Config, progress:bool=True) -> dict:
         for name, df in tables.items():
             cache = build_cache(df["path"], cfg.image_size, Path(cfg.data_dir)/"cache", equalize=cfg.equalize, progress=progress)
             df = df.assign(fov_found=cache.info["fov_found"].to_numpy(), error=cache.info["error"].to_numpy())
-            tmp = out/f".{name}.csv.tmp"; df.to_csv(tmp, index=False); os.replace(tmp, out/f"{name}.csv")
+            atomic_write_csv(out/f"{name}.csv", df)
             manifest[name] = dict(table=str(out/f"{name}.csv"), cache=cache.key, images=len(df),
                                   unreadable=int((~cache.ok).sum()), fov_not_found=int((~cache.info["fov_found"].astype(bool)).sum()))
     summary = data_summary(tables)
-    summary.to_csv(out/"summary.csv", index=False)
+    atomic_write_csv(out/"summary.csv", summary)
     manifest["_seconds"] = round(time.time() - t0, 1)
     atomic_write_text(out/"manifest.json", json.dumps(manifest, indent=2))
     return manifest

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 from .config import CLASS_NAMES
-from .scores import METRICS, confusions, scores_from_confusion
+from .metrics import METRICS, confusions, scores_from_confusion
 
 # %% auto #0
 __all__ = ['ALTERNATIVES', 'bootstrap_indices', 'bootstrap_scores', 'paired_p', 'bootstrap_ci', 'compare', 'p_value', 'mark']

@@ -4,63 +4,26 @@
 
 # %% ../nbs/06_student.ipynb #cf7c65ea
 from __future__ import annotations
-import copy, functools, json
+import copy, json
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from .config import Config, DETAILS, CLASS_NAMES
 from .files import atomic_write_text
 from .cache import CachedDataset, BoundedRandAugment
 from .prepare import load_prepared, data_lock
 from .models import build_model, add_detail_head
-from .train import fit, predict, load_model
-from .metrics import overall_f1
-from .teacher import train_teacher, write_pseudo_labels, write_teacher_outputs, bce_details, detail_weights, split_rows
-from .distill import UNLABELED, detail_targets, rank_loss, true_details, budget_rows, pool_dataset
+from .inference import predict
+from .train import fit, load_model
+from .metrics import overall_metric
+from .losses import UNLABELED, st_loss, mt_loss, class_weights, detail_weights
+from .teacher import train_teacher, write_pseudo_labels, write_teacher_outputs, split_rows
+from .distill import detail_targets, true_details, budget_rows, pool_dataset
 
 # %% auto #0
-__all__ = ['DETAIL_LABELS', 'MODEL_NAMES', 'ce_overall', 'mt_loss', 'overall_metric', 'class_weights', 'setting_data',
-           'prediction_table', 'fit_st', 'fit_mt', 'train_students', 'model_dir', 'load_student', 'ensure_students']
-
-# %% ../nbs/06_student.ipynb #93f0dd1d
-def ce_overall(outputs:dict, targets:dict, weight:torch.Tensor|None=None) -> torch.Tensor:
-    "Cross-entropy of the overall-quality logits (equation 3), optionally class-weighted; images labelled UNLABELED (-1) are skipped."
-    x, y = outputs["overall"].float(), targets["overall"].long()
-    if not (y != UNLABELED).any(): return x.sum() * 0.0          # a batch of unlabelled images only (label budget, pool)
-    return F.cross_entropy(x, y, weight=weight, ignore_index=UNLABELED)
-
-def mt_loss(lambda_a:float, lambda_b:float,
-            weight:torch.Tensor|None=None,        # overall class weights (`class_weights`)
-            detail_weight:torch.Tensor|None=None, # detail weights (`teacher.detail_weights` of the pseudo-labels)
-            rank_weight:float=0.0,                # weight of the pairwise ranking loss (`06a_distill.rank_loss`; needs targets['teacher_p'])
-            rank_gap:float=0.3                    # its minimum Teacher gap per pair
-           ):
-    "The multi-task objective λ_A·(BCE(details) + rank_weight·ranking) + λ_B·CE(overall) (equation 4, plus the pairwise term)."
-    def loss(outputs, targets):
-        a = bce_details(outputs, targets, detail_weight)
-        if rank_weight: a = a + rank_weight * rank_loss(outputs["details"], targets["teacher_p"], rank_gap)
-        return lambda_a * a + lambda_b * ce_overall(outputs, targets, weight)
-    return loss
-
-def overall_metric(probs:dict, targets:dict) -> float:
-    "Student selection metric: overall F1 (macro for 3 classes, bad-positive for 2)."
-    return overall_f1(probs["overall"], targets["overall"])
-
-# %% ../nbs/06_student.ipynb #b0c04519
-def class_weights(cfg:Config,          # uses cfg.class_weight: none | balanced
-                  labels:np.ndarray,   # training labels (canonical class indices)
-                  n_classes:int
-                 ) -> torch.Tensor|None:
-    "Per-class weights of the overall cross-entropy (None for the paper's unweighted loss)."
-    if cfg.class_weight == "none": return None
-    if cfg.class_weight != "balanced": raise ValueError(f"class_weight must be 'none' or 'balanced', got {cfg.class_weight!r}")
-    labels = np.asarray(labels, dtype=np.int64)
-    missing = sorted(set(range(n_classes)) - set(labels.tolist()))
-    if missing: raise ValueError(f"class_weight='balanced': the training labels lack class(es) {missing} of {n_classes}")
-    from sklearn.utils.class_weight import compute_class_weight
-    return torch.tensor(compute_class_weight("balanced", classes=np.arange(n_classes), y=labels), dtype=torch.float32)
+__all__ = ['DETAIL_LABELS', 'MODEL_NAMES', 'setting_data', 'prediction_table', 'fit_st', 'fit_mt', 'train_students', 'model_dir',
+           'load_student', 'ensure_students']
 
 # %% ../nbs/06_student.ipynb #866ccc57
 DETAIL_LABELS = ("pseudo", "true")
@@ -112,7 +75,7 @@ def prediction_table(model, data:dict, cfg:Config, split:str="test") -> pd.DataF
 def fit_st(cfg:Config, d:dict, out_dir, progress:bool=True) -> dict:
     "Train a single-task student on the labelled training images of setting data `d` (`setting_data`); fit's result."
     w = class_weights(cfg, d["df"]["overall"].to_numpy()[d["rows"]["labelled"]], d["n_classes"])
-    return fit(build_model(cfg, d["n_classes"], 0), d["train_labelled"], d["val"], functools.partial(ce_overall, weight=w),
+    return fit(build_model(cfg, d["n_classes"], 0), d["train_labelled"], d["val"], st_loss(w),
                overall_metric, out_dir, cfg.epochs_st, cfg, progress=progress)
 
 def fit_mt(cfg:Config, d:dict, st_model, lambda_a:float, lambda_b:float, out_dir, progress:bool=True) -> dict:
@@ -134,7 +97,7 @@ def train_students(cfg:Config, setting:str, progress:bool=True) -> dict:
     atomic_write_text(base/"mt"/"chosen.json", json.dumps(dict(
         lambda_a=la, lambda_b=lb, val_f1=mt["best_score"],
         grid=[dict(lambda_a=a, lambda_b=b, val_f1=r["best_score"]) for (a, b), r in runs.items()]), indent=2))
-    ext = fit(copy.deepcopy(st["model"]), d["train_labelled"], d["val"], functools.partial(ce_overall, weight=w), overall_metric,
+    ext = fit(copy.deepcopy(st["model"]), d["train_labelled"], d["val"], st_loss(w), overall_metric,
               base/"st_ext", cfg.epochs_mt, cfg, progress=progress)
     st_ext_model = ext["model"] if ext["best_score"] > st["best_score"] else st["model"]
     models = {"st": st["model"], "mt": mt["model"], "st_ext": st_ext_model}

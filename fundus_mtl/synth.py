@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import cv2
 from .config import Config, DETAILS, CLASS_NAMES
-from .files import atomic_write_text
+from .files import atomic_write_text, atomic_folder
 from .images import read_image, fov_crop, fov_mask, ImageReadError
 from .degrade import sample_degradation, apply_degradation, details_from_spec, overall_from_spec
 from .fundus import synth_fundus, _fundus
@@ -69,19 +69,6 @@ def _stratified_pick(keys, n:int, rng) -> np.ndarray:
         q[idx] = (np.arange(len(idx)) + rng.uniform()) / len(idx)
     pick = np.zeros(len(keys), bool); pick[np.argsort(q, kind="stable")[:n]] = True
     return pick
-
-# %% ../nbs/02c_synth.ipynb #a88612c3
-@contextmanager
-def _atomic_dir(final:Path):
-    "Yield a temporary sibling of `final`; on success it replaces `final`, on failure it is removed."
-    final = Path(final); final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent/f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
-    try:
-        yield tmp
-        if final.exists(): shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally: shutil.rmtree(tmp, ignore_errors=True)
 
 # %% ../nbs/02c_synth.ipynb #6a385759
 def _jobs(cfg:Config, set_name:str, paths:list, eyes:list, start:int=0) -> list:
@@ -256,7 +243,7 @@ def write_synthetic(cfg:Config,          # sizes, seed, thresholds, p_bad, label
         t0, sets = time.time(), {}
         def one(name, n_classes, col, write):
             t1 = time.time()
-            with _atomic_dir(out/name) as d: t = write(d)
+            with atomic_folder(out/name) as d: t = write(d)
             sets[name] = _counts(t, n_classes, col) | {"seconds": round(time.time() - t1, 2)}
             return t
         with _mapper(workers) as pmap:
@@ -282,7 +269,7 @@ def write_synthetic_pool(cfg:Config,        # seed, synth_size, degradation sett
     with _locked(out):
         if not ((out/"pool.json").exists() and json.loads((out/"pool.json").read_text()) == stamp):
             names, eyes = _patient_names(100_000, n)
-            with _atomic_dir(out/"images") as d, _mapper(workers) as pmap:
+            with atomic_folder(out/"images") as d, _mapper(workers) as pmap:
                 pmap(_render, _jobs(cfg, "pool", [d/name for name in names], eyes))
             atomic_write_text(out/"pool.json", json.dumps(stamp))
     return sorted((out/"images").glob("*.jpeg"))
@@ -344,7 +331,7 @@ def build_mshf_standin(clean_dir:str|Path,  # folder of good photographs, one su
     with _locked(out.parent):
         if (out/"details.csv").exists() and (out/"standin.json").exists() and json.loads((out/"standin.json").read_text()) == json.loads(json.dumps(stamp)):
             return pd.read_csv(out/"details.csv")
-        with _atomic_dir(out) as tmp, _mapper(workers) as pmap:
+        with atomic_folder(out) as tmp, _mapper(workers) as pmap:
             jobs = [dict(path=str(p), out=str(tmp), group=f"{r.parts[0] if len(r.parts) > 1 else 'clean'}_{p.stem}",
                          source=r.parts[0] if len(r.parts) > 1 else "clean", key=zlib.crc32(str(r).encode()), seed=cfg.seed,
                          variants=cfg.variants_per_photo, p_bad=cfg.p_bad, thresholds=dict(cfg.thresholds), max_side=max_side)

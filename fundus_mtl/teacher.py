@@ -4,54 +4,23 @@
 
 # %% ../nbs/05_teacher.ipynb #b22e2d2f
 from __future__ import annotations
-import functools, os, warnings
+import warnings
 from pathlib import Path
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from .config import Config, DETAILS
-from .files import atomic_write_text
+from .files import atomic_write_text, atomic_write_csv
 from .cache import CachedDataset
 from .prepare import load_prepared, prepare_data
 from .models import build_model
-from .train import fit, predict, load_model
-from .metrics import mean_detail_f1, detail_f1
+from .inference import predict
+from .train import fit, load_model
+from .metrics import detail_metric
+from .losses import detail_loss, detail_weights
 
 # %% auto #0
-__all__ = ['bce_details', 'detail_metric', 'detail_weights', 'ensure_data', 'split_rows', 'train_teacher', 'teacher_predictions',
-           'write_pseudo_labels', 'write_teacher_outputs', 'pseudo_label_shares']
-
-# %% ../nbs/05_teacher.ipynb #07ba14fb
-def bce_details(outputs:dict, # model outputs: "details" logits (N, 3)
-                targets:dict, # "details": (N, 3) targets in [0, 1], 1 = good
-                weight:torch.Tensor|None=None  # (2, 3) from `detail_weights`: row 0 weighs a bad label, row 1 a good one
-               ) -> torch.Tensor:
-    "Binary cross-entropy of the detail logits (equation 1), optionally class-weighted per detail and weighted per image (`targets['detail_w']`)."
-    x, y = outputs["details"].float(), targets["details"].float()
-    w = None
-    if weight is not None: cw = weight.to(x.device); w = y * cw[1] + (1 - y) * cw[0]
-    if "detail_w" in targets: w = targets["detail_w"].float() if w is None else w * targets["detail_w"].float()   # 06a_distill: the Teacher's confidence
-    return F.binary_cross_entropy_with_logits(x, y, weight=w)
-
-def detail_metric(probs:dict, targets:dict) -> float:
-    "Teacher selection metric: mean detail F1 (bad = positive)."
-    return mean_detail_f1(probs["details"], targets["details"])
-
-# %% ../nbs/05_teacher.ipynb #ea20f749
-def detail_weights(cfg:Config,       # uses cfg.class_weight: none | balanced
-                   details:np.ndarray # (N, 3) training detail labels (true or pseudo), 1 = good
-                  ) -> torch.Tensor|None:
-    "Per-detail weights of the detail BCE, shape (2, 3): row 0 for a bad label, row 1 for a good one (None: the paper's loss)."
-    if cfg.class_weight == "none": return None
-    if cfg.class_weight != "balanced": raise ValueError(f"class_weight must be 'none' or 'balanced', got {cfg.class_weight!r}")
-    y = np.asarray(details, dtype=np.float64).round()
-    if y.ndim != 2 or len(y) == 0: raise ValueError(f"detail_weights needs an (N, D) array of 0/1 labels, got shape {y.shape}")
-    good = y.sum(0); bad = len(y) - good
-    one_class = (good == 0) | (bad == 0)
-    w = np.stack([len(y) / (2 * np.maximum(bad, 1)), len(y) / (2 * np.maximum(good, 1))])
-    w[:, one_class] = 1.0
-    return torch.tensor(w, dtype=torch.float32)
+__all__ = ['ensure_data', 'split_rows', 'train_teacher', 'teacher_predictions', 'write_pseudo_labels', 'write_teacher_outputs',
+           'pseudo_label_shares']
 
 # %% ../nbs/05_teacher.ipynb #9c4e92f8
 def ensure_data(cfg:Config) -> None:
@@ -69,7 +38,7 @@ def train_teacher(cfg:Config, progress:bool=True) -> dict:
     y = df[list(DETAILS)].to_numpy(dtype=np.float32)
     ds = lambda split: CachedDataset(cache, split_rows(df, cache, split), {"details": y})
     model = build_model(cfg, n_classes=0, n_details=len(DETAILS))
-    loss = functools.partial(bce_details, weight=detail_weights(cfg, y[split_rows(df, cache, "train")]))
+    loss = detail_loss(detail_weights(cfg, y[split_rows(df, cache, "train")]))
     return fit(model, ds("train"), ds("val"), loss, detail_metric, Path(cfg.run_dir)/"teacher",
                cfg.epochs_teacher, cfg, progress=progress)
 
@@ -92,7 +61,7 @@ def write_pseudo_labels(cfg:Config, model) -> pd.DataFrame:
     pl = pd.concat([teacher_predictions(cfg, model, s) for s in cfg.settings], ignore_index=True)
     pl = pl[[c for c in pl.columns if c not in DETAILS]]   # no true details here: task B has none (synthetic truth stays in its own files)
     path = Path(cfg.run_dir)/"pseudo_labels.csv"
-    tmp = path.with_suffix(".csv.tmp"); pl.to_csv(tmp, index=False); os.replace(tmp, path)
+    atomic_write_csv(path, pl)
     return pl
 
 def write_teacher_outputs(cfg:Config, model) -> dict:
@@ -101,7 +70,7 @@ def write_teacher_outputs(cfg:Config, model) -> dict:
     out = {"test": teacher_predictions(cfg, model, "detail", "test")}
     if (Path(cfg.run_dir)/"data"/"eyeqd.csv").exists(): out["eyeqd"] = teacher_predictions(cfg, model, "eyeqd")
     for k, df in out.items():
-        tmp = tdir/f"predictions_{k}.csv.tmp"; df.to_csv(tmp, index=False); os.replace(tmp, tdir/f"predictions_{k}.csv")
+        atomic_write_csv(tdir/f"predictions_{k}.csv", df)
     out["pseudo_labels"] = write_pseudo_labels(cfg, model)   # last: its presence marks the stage's outputs complete
     return out
 

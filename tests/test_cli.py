@@ -1,4 +1,5 @@
-"""The fundus-mtl command: config handling, the papermill pipeline (resume, failures), synth."""
+"""The fundus-mtl command: the parser generated from the functions, config handling, the papermill pipeline (resume, failures), synth."""
+import inspect
 import json
 import os
 import subprocess
@@ -9,11 +10,87 @@ import nbformat
 import pandas as pd
 import pytest
 
-from fundus_mtl.cli import main, read_ledger, reproduce
+from fundus_mtl.cli import COMMANDS, command_parser, evaluate, main, predict, report, reproduce, synth
 from fundus_mtl.config import get_config, load_config
 from fundus_mtl.datasets import read_deepdrid, read_details, read_eyeq, read_eyeq_d
+from fundus_mtl.stages import read_ledger
 
 EXE = Path(sys.executable).parent / "fundus-mtl"
+
+
+# the command lines of README.md and scripts/*.sh, and the call each one makes
+COMMAND_LINES = [
+    ("reproduce --preset demo", reproduce, dict(preset="demo")),
+    ("reproduce --preset real --out runs/real --data-root ../shared/data --device cuda --set image_size=96 settings=[\"eyeq\"] --force teacher",
+     reproduce, dict(preset="real", out="runs/real", data_root="../shared/data", device="cuda",
+                     overrides={"image_size": "96", "settings": '["eyeq"]'}, force=["teacher"])),
+    ("reproduce --preset tiny --out runs/ci-tiny --extensions", reproduce, dict(preset="tiny", out="runs/ci-tiny", extensions=True)),
+    ("reproduce --preset demo --stages efficiency --force all", reproduce, dict(preset="demo", stages=["efficiency"], force=["all"])),
+    ("synth --preset tiny --out DIR --set n_detail=10", synth, dict(preset="tiny", out="DIR", overrides={"n_detail": "10"})),
+    ("predict photos/ more.jpg list.csv --model runs/demo/eyeq/mt/lambda_1_1 --out results/ --cam --json --precision fp32 --batch-size 8 --device cpu",
+     predict, dict(inputs=["photos/", "more.jpg", "list.csv"], model="runs/demo/eyeq/mt/lambda_1_1", out="results/", cam=True, json=True,
+                   precision="fp32", batch_size=8, device="cpu")),
+    ("report runs/demo --screenshot shot.png --height 1200", report, dict(run_dir="runs/demo", screenshot="shot.png", height=1200)),
+    ("evaluate --labels l.csv --predictions p.csv --bootstrap 1000 --seed 3 --out DIR",
+     evaluate, dict(labels="l.csv", predictions="p.csv", bootstrap=1000, seed=3, out="DIR")),
+]
+
+
+@pytest.mark.parametrize("line,func,given", COMMAND_LINES, ids=[c[0].split()[0] + str(i) for i, c in enumerate(COMMAND_LINES)])
+def test_parser_gives_each_function_its_arguments(line, func, given):
+    "Every documented command line parses into the function's own parameters: those given, the rest at their defaults."
+    args = vars(command_parser(COMMANDS).parse_args(line.split()))
+    assert COMMANDS[args.pop("command")] is func
+    bound = inspect.signature(func).bind(**args)   # nothing the function does not take
+    defaults = {k: p.default for k, p in inspect.signature(func).parameters.items()
+                if p.default is not p.empty and k in args}
+    assert args == {**defaults, **given}, bound
+
+
+@pytest.mark.parametrize("cmd,docment", [("reproduce", "run only these stages"), ("synth", "output folder (default data/synth/<preset>)"),
+                                         ("predict", "GradCAM overlays (needs out)"), ("report", "screenshot height in px"),
+                                         ("evaluate", "resamples for 95% CIs (0: none)")])
+def test_help_is_the_docments(cmd, docment, capsys):
+    assert main([cmd, "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert docment in out and inspect.getdoc(COMMANDS[cmd]).split()[0] in out
+
+
+def test_top_level_help_lists_the_commands():
+    r = subprocess.run([str(EXE), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and all(c in r.stdout for c in COMMANDS)
+
+
+def test_a_command_builds_only_its_own_options():
+    "`fundus-mtl evaluate` does not import torch for the options `predict` forwards to run_predict."
+    code = "import sys; from fundus_mtl.cli import main; rc = main(['evaluate', '--help']); print(rc, 'torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.split()[-2:] == ["0", "False"], r.stderr
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["reproduce", "--preset", "huge"], "fundus-mtl reproduce: error: unknown preset 'huge'; choose one of tiny, demo"),
+    (["reproduce", "--preset", "tiny", "--device", "gpu"], "fundus-mtl reproduce: error: unknown device 'gpu'"),
+    (["synth", "--set", "image_size"], "fundus-mtl synth: error: argument --set: override 'image_size' is not of the form key=value"),
+    (["evaluate", "--labels", "l.csv"], "fundus-mtl evaluate: error: the following arguments are required: --predictions"),
+    (["predict", "a.jpg"], "fundus-mtl predict: error: the following arguments are required: --model"),
+    (["report", "--height", "900"], "fundus-mtl report: error: the following arguments are required: run_dir"),
+    (["predict", "a.jpg", "--model", "m.pt", "--json"], "fundus-mtl predict: error: --json writes files: give an output folder"),
+])
+def test_usage_errors_exit_2_with_one_clear_line(argv, message, tmp_path, capsys):
+    argv = argv + (["--out", str(tmp_path / "run")] if argv[0] == "reproduce" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in " ".join(err.split()) and "Traceback" not in err
+    assert not (tmp_path / "run").exists()                                             # refused before anything is written
+
+
+def test_evaluate_command_on_a_small_pair_of_files(tmp_path, capsys):
+    pd.DataFrame({"image_name": ["a", "b", "c"], "Good": [.8, .1, .1], "Usable": [.1, .8, .1], "Reject": [.1, .1, .8]}).to_csv(tmp_path / "p.csv", index=False)
+    pd.DataFrame({"image": ["a", "b", "c"], "quality": [0, 1, 2]}).to_csv(tmp_path / "l.csv", index=False)   # EyeQ: 0 = good
+    assert main(["evaluate", "--labels", str(tmp_path / "l.csv"), "--predictions", str(tmp_path / "p.csv"), "--out", str(tmp_path / "ev")]) == 0
+    assert "3 images scored" in capsys.readouterr().out
+    assert pd.read_csv(tmp_path / "ev" / "evaluation.csv", index_col=0).loc["Acc", "value"] == 1.0
 
 
 def _stage_nb(path, body):

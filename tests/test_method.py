@@ -11,7 +11,8 @@ import torch
 
 from fundus_mtl.config import get_config
 from fundus_mtl.models import add_detail_head, build_model, normalize
-from fundus_mtl.student import ce_overall, overall_metric
+from fundus_mtl.losses import ce_overall
+from fundus_mtl.metrics import overall_metric
 from fundus_mtl.train import fit
 
 SETUP = """
@@ -57,7 +58,8 @@ def test_killed_training_resumes_to_the_same_result(tmp_path):
     run = tmp_path / "killed"
     script = SETUP + textwrap.dedent(f"""
         from fundus_mtl.models import build_model
-        from fundus_mtl.student import ce_overall, overall_metric
+        from fundus_mtl.losses import ce_overall
+from fundus_mtl.metrics import overall_metric
         from fundus_mtl.train import fit
         import time
         fit(build_model(cfg, 3, 0), train, val, ce_overall, overall_metric, {str(run)!r}, 4, cfg, progress=False)

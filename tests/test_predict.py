@@ -14,7 +14,7 @@ import torch
 from fundus_mtl.model_file import ModelFileError, export_model, load_model_file
 from fundus_mtl.models import QualityNet
 from fundus_mtl.predict import NOT_FUNDUS, NOT_READ, Predictor, expand_inputs, make_hostile_folder, run_predict, write_predictions
-from fundus_mtl.train import _meta as fit_meta
+from fundus_mtl.train import fit_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,8 +215,8 @@ def test_exact_cam_equals_gradcam(net, hostile):
     d, _ = hostile
     p = Predictor(net, load_model_file_meta(net), device="cpu", precision="fp32")
     xs = np.stack([preprocess(d / n, 64)[0] for n in ("good_1.jpg", "good_2.png", "grayscale.png")])
-    probs = p.probabilities(xs, features=True)
-    assert p.exact_cam and probs["features"].shape == (3, 512, 2, 2)
+    probs = p.probabilities(xs, maps=True)
+    assert p.exact_cam and probs["maps"].shape == (3, 512, 2, 2)
     p.threshold = 1.0                                  # every detail flagged: every head compared
     for head, sel, maps in p.cam_maps(xs, probs):
         target = probs["overall"].argmax(1)[sel] if head == "overall" else None
