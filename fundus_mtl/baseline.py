@@ -13,7 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from .config import Config, CLASS_NAMES
-from .files import atomic_write_text
+from .files import atomic_write_csv, atomic_write_json
+from .rundir import RunDir
 from .cache import CachedDataset
 from .models import build_model
 from .inference import infer
@@ -88,10 +89,9 @@ def train_baseline(cfg:Config, setting:str) -> dict:
     out = pd.DataFrame({"image": d["df"]["image"].to_numpy()[rows], "label": y[rows]})
     for k, name in enumerate(CLASS_NAMES[n]): out[f"p_{name}"] = p[:, k].round(6)
     out["pred"] = p.argmax(1)
-    folder = Path(cfg.run_dir)/"evaluation"/setting/"baseline"
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder/"predictions_test.csv", out.to_csv(index=False))
+    run = RunDir(cfg.run_dir); folder = run.evaluation(setting, "baseline")
+    atomic_write_csv(run.predictions(setting, "baseline"), out)
     info = dict(setting=setting, label=label, C=C, val_f1=val[C], val_f1_by_C={str(k): v for k, v in val.items()},
                 n_features=int(feats["train"].shape[1]), n_train=len(feats["train"]))
-    atomic_write_text(folder/"info.json", json.dumps(info, indent=2))
+    atomic_write_json(folder/"info.json", info)
     return info

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
 from .config import Config, DETAILS, CLASS_NAMES, stage_config
-from .files import atomic_write_text
+from .files import atomic_write_text, write_table, save_figure
+from .registry import get_setting
+from .rundir import RunDir
 from .cache import CachedDataset
 from .models import build_model
 from .train import fit
@@ -18,7 +20,7 @@ from .metrics import detail_metric
 from .losses import detail_loss, detail_weights
 from .student import setting_data, fit_st, fit_mt, prediction_table, load_student, model_dir
 from .distill import budget_rows, true_details
-from .evaluation import compare_models, detail_predictions, caption, write_table, format_cells
+from .evaluation import compare_models, detail_predictions, caption, format_cells
 from .baseline import trunk_features, fit_linear, full_proba
 from .stats import bootstrap_indices, paired_p
 from .metrics import METRICS
@@ -43,21 +45,21 @@ def variant_name(switches:dict) -> str:
     "A folder name for a variant: its switches as key=value, or 'paper'."
     return ",".join(f"{k}={Path(str(v)).name or v}" for k, v in sorted(switches.items())) or "paper"
 
-def chosen_lambdas(cfg:Config, setting:str) -> tuple[float, float]:
-    "(λ_A, λ_B) the run chose for `setting` on validation F1."
-    f = Path(cfg.run_dir)/setting/"mt"/"chosen.json"
-    if not f.exists(): raise FileNotFoundError(f"{f} is missing: run the student stage first")
-    c = json.loads(f.read_text()); return c["lambda_a"], c["lambda_b"]
+def chosen_lambdas(cfg:Config,  # the run's config
+                   setting:str  # a task-B setting
+                  ) -> tuple[float, float]:
+    "(λ_A, λ_B) the run chose for `setting` on validation F1 (`RunDir.chosen_lambdas`)."
+    return RunDir(cfg.run_dir).chosen_lambdas(setting)
 
 # %% ../nbs/14_label_efficiency.ipynb #bcd22c5b
 def train_variant(cfg:Config, setting:str, switches:dict, progress:bool=False) -> dict:
     "Test predictions {'st', 'mt'} of the variant `switches` of the run (trained once; the run's own models when nothing changes)."
     v = variant_cfg(cfg, switches)
-    run = Path(cfg.run_dir)
-    if v == cfg: return {m: pd.read_csv(run/setting/m/"predictions_test.csv", dtype={"image": str}) for m in ("st", "mt")}
-    out = run/"efficiency"/setting/variant_name(switches)
+    run = RunDir(cfg.run_dir)
+    if v == cfg: return {m: pd.read_csv(run.predictions(setting, m), dtype={"image": str}) for m in ("st", "mt")}
+    out = run.efficiency(setting, variant_name(switches))
     new_st = any(getattr(v, k) != getattr(cfg, k) for k in ST_SWITCHES)
-    files = {"st": (out if new_st else run/setting)/"st"/"predictions_test.csv", "mt": out/"mt"/"predictions_test.csv"}
+    files = {"st": out/"st"/"predictions_test.csv" if new_st else run.predictions(setting, "st"), "mt": out/"mt"/"predictions_test.csv"}
     if not all(f.exists() for f in files.values()):
         d = setting_data(v, setting)
         if new_st:
@@ -72,11 +74,11 @@ def train_variant(cfg:Config, setting:str, switches:dict, progress:bool=False) -
 def variant_detail_predictions(cfg:Config, setting:str, switches:dict) -> pd.DataFrame:
     "The variant's MT on the detail test split (true details, P(good)): the evaluation stage's file for the run's own MT, else written beside the variant once."
     from fundus_mtl.train import load_model
-    run = Path(cfg.run_dir)
+    run = RunDir(cfg.run_dir)
     if variant_cfg(cfg, switches) == cfg:
-        f, mdir = run/"evaluation"/setting/"mt"/"predictions_detail.csv", model_dir(cfg, setting, "mt")
+        f, mdir = run.predictions(setting, "mt", "detail"), model_dir(cfg, setting, "mt")
     else:
-        mdir = run/"efficiency"/setting/variant_name(switches)/"mt"; f = mdir/"predictions_detail.csv"
+        mdir = run.efficiency(setting, variant_name(switches))/"mt"; f = mdir/"predictions_detail.csv"
     if not f.exists(): atomic_write_text(f, detail_predictions(cfg, load_model(mdir, cfg), "detail", "test").to_csv(index=False))
     return pd.read_csv(f, dtype={"image": str})
 
@@ -137,7 +139,7 @@ def items(cfg:Config) -> dict:
         "ext5_ordinal": dict(title="Item 5, ordinal head: softmax (paper) vs cumulative-logit head for overall quality, ST and MT",
                              variants={"softmax": {}, "ordinal": dict(overall_head="ordinal")}, models=("st", "mt")),
         "ext6_pool": dict(title="Item 6, unlabelled pool: MT without (paper) and with unlabelled EyePACS-like images that carry only pseudo detail labels",
-                          variants={"MT (paper)": {}, "MT + pool": dict(unlabeled_pool=default_pool(cfg))}, settings=("eyeq",),
+                          variants={"MT (paper)": {}, "MT + pool": dict(unlabeled_pool=default_pool(cfg))}, settings=tuple(s for s in cfg.settings if get_setting(s).takes_pool),
                           skip=None if default_pool(cfg) else f"no unlabelled pool for data_source={cfg.data_source!r}"),
     }
 
@@ -170,7 +172,7 @@ def item_table(cfg:Config, stem:str, spec:dict, progress:bool=False) -> tuple[pd
     label = lambda v, m: f"{v} {m.upper()}" if len(models) > 1 else v
     longs = []
     for s in [s for s in cfg.settings if s in spec.get("settings", cfg.settings)]:
-        n = 3 if s == "eyeq" else 2
+        n = get_setting(s).n_classes
         raw = {v: train_variant(cfg, s, sw, progress) for v, sw in spec["variants"].items()}
         parts = []
         for m in models:
@@ -224,14 +226,14 @@ def write_item(cfg:Config, stem:str, spec:dict, progress:bool=False) -> pd.DataF
                 for r in pd.concat([pseudo_label_noise(cfg, s) for s in long.setting.unique()]).itertuples()) + "." if spec.get("task_b_details") else "")
              + " SRCC: Spearman correlation of the expected class value with the label. One training run per variant (seed "
              f"{cfg.seed}): the spread between seeds is not in these CIs.\n\nVerdict (overall F1):\n\n" + "\n".join(f"- {v}" for v in verdict))
-    write_table(long, wide, tables/stem, text)
+    write_table(tables/stem, wide.reset_index(), text, csv=long)
     return long
 
 # %% ../nbs/14_label_efficiency.ipynb #56b145a2
 def signal_trunk(cfg:Config, setting:str, seed:int, progress:bool=False):
     "A trunk trained on the Teacher's signals only (pseudo-label BCE + ranking loss, every training image, no overall label); its folder and model."
     v = variant_cfg(cfg, dict(seed=seed, rank_weight=1.0))
-    out = Path(cfg.run_dir)/"efficiency"/setting/f"teacher-signals,seed={seed}"
+    out = RunDir(cfg.run_dir).efficiency(setting, f"teacher-signals,seed={seed}")
     d = setting_data(v, setting)
     dw = detail_weights(v, d["targets"]["details"][d["rows"]["train"]])
     loss = detail_loss(dw, v.rank_weight, v.rank_gap)
@@ -240,7 +242,7 @@ def signal_trunk(cfg:Config, setting:str, seed:int, progress:bool=False):
 
 def calibrated_predictions(cfg:Config, setting:str, seed:int, fractions, progress:bool=False) -> dict:
     "{fraction: test predictions of the linear head on the signal trunk} plus 'before': the uncalibrated score; written once."
-    folder = Path(cfg.run_dir)/"efficiency"/setting/f"teacher-signals,seed={seed}"
+    folder = RunDir(cfg.run_dir).efficiency(setting, f"teacher-signals,seed={seed}")
     files = {f: folder/f"predictions_test_budget{f:g}.csv" for f in fractions}
     if not all(p.exists() for p in files.values()):
         out, model, d = signal_trunk(cfg, setting, seed, progress)
@@ -267,7 +269,7 @@ def budget_long(cfg:Config, progress:bool=False) -> pd.DataFrame:
     "Every (setting, budget, seed, model): F1 with CI, SRCC/PLCC/bias of the expected class value; differences and p vs ST of the same budget and seed."
     rows = []
     for s in cfg.settings:
-        n = 3 if s == "eyeq" else 2
+        n = get_setting(s).n_classes
         for seed in cfg.budget_seeds:
             leaf = calibrated_predictions(cfg, s, seed, cfg.budget_fractions, progress)
             for f in cfg.budget_fractions:
@@ -303,7 +305,8 @@ def budget_tables(cfg:Config, long:pd.DataFrame) -> tuple[pd.DataFrame, pd.DataF
     c = c.rename(columns={"model": "score"}).replace({"LEAF head": "after: linear head (expected class)", "Teacher signals (uncalibrated)": "before: (K − 1) × mean detail P(good)"})
     return t, c
 
-def budget_figure(long:pd.DataFrame, path:str|Path|None=None):
+def budget_figure(long:pd.DataFrame # `budget_long`'s rows
+                 ):
     "F1 vs label budget per setting: each seed's F1 with its bootstrap CI (dots, bars) and the seeds' mean (line), for ST, MT and the LEAF head."
     settings = list(dict.fromkeys(long.setting))
     fig, axes = plt.subplots(1, len(settings), figsize=(5.2 * len(settings), 3.8), squeeze=False)
@@ -324,7 +327,6 @@ def budget_figure(long:pd.DataFrame, path:str|Path|None=None):
         ax.set_title(f"{s} (n = {int(g.n.iat[0])} test images, {g.seed.nunique()} seeds)", fontsize=10); ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
-    if path: Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=150)
     return fig
 
 def write_budget(cfg:Config, progress:bool=False) -> pd.DataFrame:
@@ -335,15 +337,14 @@ def write_budget(cfg:Config, progress:bool=False) -> pd.DataFrame:
     n = {s: int(g["n"].iat[0]) for s, g in long.groupby("setting", sort=False)}
     base = caption(cfg, "Item 4, label budget", n, "ST of the same budget and seed")
     seeds = ", ".join(map(str, cfg.budget_seeds))
-    atomic_write_text(run/"tables"/"ext4_budget.csv", long.to_csv(index=False))
-    atomic_write_text(run/"tables"/"ext4_budget.md", f"{base} F1: mean over seeds {seeds} (min–max); for MT and the LEAF head the mean "
+    write_table(run/"tables"/"ext4_budget", t, f"{base} F1: mean over seeds {seeds} (min–max); for MT and the LEAF head the mean "
         "difference from ST and in how many seeds it was significantly better/worse (bootstrap p < alpha); SRCC, PLCC, bias: means over the seeds. The LEAF head is a logistic "
         "regression on the frozen features of a trunk trained on the Teacher's signals only, fitted on the same labels as ST. "
         "SRCC/PLCC/bias: the expected class value vs the label. The validation split keeps all its labels at every budget. "
-        f"Per-seed values, CIs and p in ext4_budget.csv.\n\n{t.to_markdown(index=False)}\n")
-    atomic_write_text(run/"tables"/"ext4_calibration.md", f"Item 4, LEAF-style calibration: SRCC, PLCC and mean residual bias (score − label) "
+        "Per-seed values, CIs and p in ext4_budget.csv.", csv=long)
+    write_table(run/"tables"/"ext4_calibration", c, f"Item 4, LEAF-style calibration: SRCC, PLCC and mean residual bias (score − label) "
         f"of the continuous quality score before calibration (the signal trunk's (K − 1) × mean detail P(good)) and after (the linear head's "
         f"expected class value). Run `{run.name}`; mean over seeds {seeds} (min–max); test sets "
-        + ", ".join(f"{k}: n = {v}" for k, v in n.items()) + f".\n\n{c.to_markdown(index=False)}\n")
-    budget_figure(long, run/"figures"/"ext4_label_budget.png")
+        + ", ".join(f"{k}: n = {v}" for k, v in n.items()) + ".")
+    save_figure(budget_figure(long), run/"figures"/"ext4_label_budget.png", "Item 4: test F1 against the share of task-B training labels, each seed with its bootstrap CI and the seeds' mean, for ST, MT and the LEAF-style head.")
     return long

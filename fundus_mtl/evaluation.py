@@ -12,7 +12,9 @@ import matplotlib
 import matplotlib.pyplot as plt
 import seaborn as sns
 from .config import Config, DETAILS, CLASS_NAMES
-from .files import atomic_write_text
+from .files import atomic_write_csv, write_table, save_figure
+from .registry import DETAIL_SETS, get_setting
+from .rundir import RunDir
 from .cache import CachedDataset
 from .prepare import load_prepared
 from .inference import predict
@@ -22,17 +24,16 @@ from .metrics import METRICS, confusion_table
 from .stats import compare, p_value, mark
 
 # %% auto #0
-__all__ = ['MODEL_LABELS', 'DETAIL_SETS', 'setting_predictions', 'caption', 'write_table', 'format_cells', 'compare_models',
-           'table2', 'table3', 'detail_predictions', 'detail_set_predictions', 'table4', 'figure3']
+__all__ = ['MODEL_LABELS', 'setting_predictions', 'predicted_class', 'caption', 'format_cells', 'compare_models', 'table2',
+           'table3', 'detail_predictions', 'detail_set_predictions', 'table4', 'figure3']
 
 # %% ../nbs/07_evaluation.ipynb #f4c37642
 MODEL_LABELS = {"baseline": "Baseline", "st": "ST", "st_ext": "ST-extended", "mt": "MT"}
 
 def setting_predictions(cfg:Config, setting:str) -> dict:
     "Test predictions of every model of `setting` found in the run, aligned on the same images: {name: DataFrame}."
-    run = Path(cfg.run_dir)
-    files = {"baseline": run/"evaluation"/setting/"baseline"/"predictions_test.csv",
-             **{m: run/setting/m/"predictions_test.csv" for m in ("st", "st_ext", "mt")}}
+    run = RunDir(cfg.run_dir)
+    files = {m: run.predictions(setting, m) for m in ("baseline", "st", "st_ext", "mt")}
     preds = {m: pd.read_csv(f, dtype={"image": str}) for m, f in files.items() if f.exists()}
     if "mt" not in preds: raise FileNotFoundError(f"{files['mt']} is missing: run the student stage first")
     ref = preds["mt"].sort_values("image").reset_index(drop=True)
@@ -44,7 +45,10 @@ def setting_predictions(cfg:Config, setting:str) -> dict:
         out[m] = p
     return out
 
-def _pred(p:pd.DataFrame, n_classes:int) -> np.ndarray:
+def predicted_class(p:pd.DataFrame, # a predictions table with p_<class> columns
+                    n_classes:int    # the setting's class count
+                   ) -> np.ndarray:
+    "The predicted canonical class of every row: the most probable of its p_<class> columns."
     return p[[f"p_{c}" for c in CLASS_NAMES[n_classes]]].to_numpy().argmax(1)
 
 # %% ../nbs/07_evaluation.ipynb #7bb68d9b
@@ -61,16 +65,6 @@ def caption(cfg:Config, what:str, n:dict, reference:str) -> str:
             f"* = differs from {reference} with p < {cfg.alpha} ({cfg.sig_test} p, {cfg.alternative}); "
             f"the CSV has both the bootstrap and the Wilcoxon signed-rank p.")
 
-def write_table(long:pd.DataFrame, # one row per (group, model, metric) with value, lo, hi and p columns
-                wide:pd.DataFrame, # the formatted table
-                stem:str|Path,     # path without extension
-                text:str           # the caption
-               ) -> None:
-    "Write `stem`.csv (long, every number) and `stem`.md (caption + formatted table)."
-    stem = Path(stem); stem.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(stem.with_suffix(".csv"), long.to_csv(index=False))
-    atomic_write_text(stem.with_suffix(".md"), f"{text}\n\n{wide.reset_index().to_markdown(index=False)}\n")
-
 def format_cells(long:pd.DataFrame, # rows with value, lo, hi, p_boot, p_wilcoxon (`compare_models`)
                  index:list,        # columns that become the rows of the wide table
                  columns:str,       # the column whose values become its columns
@@ -83,6 +77,7 @@ def format_cells(long:pd.DataFrame, # rows with value, lo, hi, p_boot, p_wilcoxo
     f = long.assign(cell=long.apply(cell, axis=1))
     wide = f.pivot_table(index=index, columns=columns, values="cell", aggfunc="first", sort=False)
     return wide[[c for c in f[columns].unique()]]
+
 
 # %% ../nbs/07_evaluation.ipynb #224d2226
 def compare_models(y:np.ndarray, preds:dict, reference:str, n_classes:int, cfg:Config, metrics=None) -> pd.DataFrame:
@@ -103,10 +98,10 @@ def table2(cfg:Config, preds:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(long, wide) Table 2 from {setting: setting_predictions(...)}."
     longs = []
     for s, p in preds.items():
-        n = 3 if s == "eyeq" else 2
+        n = get_setting(s).n_classes
         y = p["mt"]["label"].to_numpy()
         order = [m for m in MODEL_LABELS if m in p]
-        longs.append(compare_models(y, {m: _pred(p[m], n) for m in order}, "mt", n, cfg, METRICS).assign(setting=s, n=len(y)))
+        longs.append(compare_models(y, {m: predicted_class(p[m], n) for m in order}, "mt", n, cfg, METRICS).assign(setting=s, n=len(y)))
     long = pd.concat(longs, ignore_index=True)
     long["model"] = long["model"].map(MODEL_LABELS)
     return long, format_cells(long, ["setting", "model"], "metric", cfg)
@@ -116,12 +111,12 @@ def table3(cfg:Config, preds:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(long, wide) Table 3 for the 3-class setting(s) in `preds`."
     longs = []
     for s, p in preds.items():
-        if s != "eyeq": continue
+        if get_setting(s).n_classes != 3: continue
         y = p["mt"]["label"].to_numpy()
-        pr = {m: _pred(p[m], 3) for m in MODEL_LABELS if m in p}
-        longs.append(compare_models(y, pr, "mt", 3, cfg, ["F1_reject", "F1_usable", "F1_good"]))
+        pr = {m: predicted_class(p[m], 3) for m in MODEL_LABELS if m in p}
+        longs.append(compare_models(y, pr, "mt", 3, cfg, [f"F1_{c}" for c in get_setting(s).classes]).assign(setting=s))
     if not longs: return pd.DataFrame(), pd.DataFrame()
-    long = pd.concat(longs, ignore_index=True).assign(setting="eyeq")
+    long = pd.concat(longs, ignore_index=True)
     long["metric"] = long["metric"].str.replace(r"^F1_", "F1 ", regex=True)
     long["model"] = long["model"].map(MODEL_LABELS)
     return long, format_cells(long, ["model"], "metric", cfg)
@@ -138,22 +133,17 @@ def detail_predictions(cfg:Config, model, name:str, split:str|None) -> pd.DataFr
         out[f"p_{d}"] = p[:, j].round(6)
     return out
 
-DETAIL_SETS = {"detail": ("detail", "test", "teacher/predictions_test.csv"),   # label: (set, split, Teacher's file)
-               "eyeqd": ("eyeqd", None, "teacher/predictions_eyeqd.csv")}
-
 def detail_set_predictions(cfg:Config) -> dict:
     "{set: {model: DataFrame}} for Table 4: the Teacher and the MT model of every setting, aligned by image; sets the run lacks are left out."
-    run = Path(cfg.run_dir)
+    run = RunDir(cfg.run_dir)
     out = {}
-    for label, (name, split, teacher_file) in DETAIL_SETS.items():
-        if not (run/"data"/f"{name}.csv").exists(): continue   # e.g. no EyeQ-D-like set in the `real` preset
-        t = pd.read_csv(run/teacher_file, dtype={"image": str})
+    for label, ds in DETAIL_SETS.items():
+        if not run.set_table(ds.name).exists(): continue   # e.g. no EyeQ-D-like set in the `real` preset
+        t = pd.read_csv(run.teacher_predictions(ds.teacher_key), dtype={"image": str})
         models = {"teacher": t}
         for s in cfg.settings:
-            f = run/"evaluation"/s/"mt"/f"predictions_{label}.csv"
-            if not f.exists():
-                f.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_text(f, detail_predictions(cfg, load_student(cfg, s, "mt"), name, split).to_csv(index=False))
+            f = run.predictions(s, "mt", label)
+            if not f.exists(): atomic_write_csv(f, detail_predictions(cfg, load_student(cfg, s, "mt"), ds.name, ds.split))
             models[f"mt_{s}"] = pd.read_csv(f, dtype={"image": str})
         images = t["image"].sort_values().to_numpy()
         for m, p in models.items():
@@ -173,26 +163,27 @@ def table4(cfg:Config, sets:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
             pr = {m: (p[f"p_{d}"].to_numpy() >= 0.5).astype(int) for m, p in models.items()}
             longs.append(compare_models(y, pr, "teacher", 2, cfg, ["F1", "Pr", "Re"]).assign(set=label, detail=d, n=len(y)))
     long = pd.concat(longs, ignore_index=True)
-    long["model"] = long["model"].map(lambda m: "Teacher-A" if m == "teacher" else "MT-" + {"eyeq": "EyeQ", "deepdrid": "DeepDRiD"}.get(m[3:], m[3:]))
+    long["model"] = long["model"].map(lambda m: "Teacher-A" if m == "teacher" else "MT-" + get_setting(m[3:]).title)
     long["column"] = long["detail"] + " " + long["metric"]
     return long, format_cells(long, ["set", "model"], "column", cfg)
 
 # %% ../nbs/07_evaluation.ipynb #8b1bc1b6
-def figure3(preds:dict, path:str|Path|None=None, models=("baseline", "st", "mt")):
-    "Row-normalised confusion matrices of `models` for every setting; saved to `path` (PNG, 150 dpi) when given."
+def figure3(preds:dict,                        # {setting: setting_predictions(...)}
+            models=("baseline", "st", "mt")     # the models shown, one column each
+           ):
+    "Row-normalised confusion matrices of `models` for every setting (Figure 3)."
     settings = list(preds)
     cols = [m for m in models if any(m in preds[s] for s in settings)]
     fig, axes = plt.subplots(len(settings), len(cols), figsize=(3.4 * len(cols), 3.0 * len(settings)), squeeze=False)
     for i, s in enumerate(settings):
-        n = 3 if s == "eyeq" else 2
+        n = get_setting(s).n_classes
         for k, m in enumerate(cols):
             ax = axes[i, k]
             if m not in preds[s]: ax.axis("off"); continue
             p = preds[s][m]
-            cm = confusion_table(p["label"], _pred(p, n), n)
+            cm = confusion_table(p["label"], predicted_class(p, n), n)
             sns.heatmap(cm, annot=True, fmt=".2f", vmin=0, vmax=1, cmap="Blues", cbar=False, ax=ax, square=True)
             ax.set_title(f"{MODEL_LABELS[m]} — {s} (n = {len(p)})", fontsize=10)
             ax.set_xlabel("predicted"); ax.set_ylabel("true")
     fig.tight_layout()
-    if path: Path(path).parent.mkdir(parents=True, exist_ok=True); fig.savefig(path, dpi=150)
     return fig

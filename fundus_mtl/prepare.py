@@ -14,6 +14,8 @@ from .files import atomic_write_text, atomic_write_csv
 from .datasets import (read_eyeq, read_eyeq_d, read_deepdrid, read_details, read_class_folders,
                                  assign_splits)
 from .cache import build_cache, CachedImages
+from .registry import SETTINGS, get_setting, require, split
+from .rundir import RunDir
 
 # %% auto #0
 __all__ = ['synth_dir', 'dataset_tables', 'data_summary', 'data_lock', 'prepare_data', 'load_prepared']
@@ -23,41 +25,29 @@ def synth_dir(cfg:Config) -> Path:
     "Where the synthetic sets of this config live (shared by runs of the same preset and seed)."
     return Path(cfg.data_dir)/"synth"/f"{cfg.preset}-seed{cfg.seed}"
 
-def _need(p:Path, what:str) -> Path:
-    if not p.exists(): raise FileNotFoundError(f"{what} not found: {p} (see data/README.md for the expected layout)")
-    return p
-
 def dataset_tables(cfg:Config) -> dict[str, pd.DataFrame]:
-    "The canonical tables (with splits) of every set the run uses, by role."
+    "The canonical tables (with splits) of every set the run uses: the detail set, each task-B setting of `cfg.settings` (read by its `registry.Setting`), and the EyeQ-D-like set when the source has one."
     root, src, out = Path(cfg.data_root), cfg.data_source, {}
-    split = lambda df, test: assign_splits(df, cfg.val_frac, test, cfg.seed)
+    settings = [get_setting(s) for s in cfg.settings]
+    eyeqd = None    # (label file, image folder, required)
     if src == "synthetic":
         from fundus_mtl.synth import write_synthetic
-        d = synth_dir(cfg); write_synthetic(cfg, d)
-        out["detail"] = split(read_details(d/"mshf/details.csv"), cfg.detail_test_frac)
-        out["eyeq"] = split(pd.concat([read_eyeq(d/"eyeq/Label_EyeQ_train.csv"), read_eyeq(d/"eyeq/Label_EyeQ_test.csv")], ignore_index=True), None)
-        out["deepdrid"] = pd.concat([read_deepdrid(d/f"deepdrid/regular-fundus-{s}.csv") for s in ("training", "validation", "test")], ignore_index=True)
-        out["eyeqd"] = read_eyeq_d(d/"eyeq-d/EyeQ-D-Quality-Details.csv")
+        root = synth_dir(cfg); write_synthetic(cfg, root)
+        out["detail"] = split(cfg, read_details(root/"mshf/details.csv"), cfg.detail_test_frac)
+        eyeqd = (root/"eyeq-d/EyeQ-D-Quality-Details.csv", None, True)
     elif src == "real":
         from fundus_mtl.synth import build_mshf_standin
         det = Path(cfg.data_dir)/"real-detail"/f"seed{cfg.seed}-v{cfg.variants_per_photo}"
-        build_mshf_standin(_need(root/"clean", "clean photographs"), det, cfg)
-        out["detail"] = split(read_details(det/"details.csv"), cfg.detail_test_frac)
-        out["eyeq"] = split(read_eyeq(_need(root/"eyeq-subset256/Label_EyeQ_subset.csv", "EyeQ subset labels")).assign(split=pd.NA), 0.2)
-        out["deepdrid"] = split(read_class_folders(_need(root/"drimdb", "DrimDB"), outliers=cfg.drimdb_outliers), 0.2)
+        build_mshf_standin(require(root/"clean", "clean photographs"), det, cfg)
+        out["detail"] = split(cfg, read_details(det/"details.csv"), cfg.detail_test_frac)
     elif src in ("paper-eyeq", "paper-deepdrid"):
-        out["detail"] = split(read_details(_need(root/"MSHF/details.csv", "MSHF detail labels")), cfg.detail_test_frac)
-        if "eyeq" in cfg.settings:
-            e = root/"EyeQ"
-            out["eyeq"] = split(pd.concat([read_eyeq(_need(e/f"Label_EyeQ_{s}.csv", "EyeQ labels"), e/"images") for s in ("train", "test")], ignore_index=True), None)
-            if (root/"EyeQ-D/EyeQ-D-Quality-Details.csv").exists():
-                out["eyeqd"] = read_eyeq_d(root/"EyeQ-D/EyeQ-D-Quality-Details.csv", e/"images")
-        if "deepdrid" in cfg.settings:
-            dd = root/"DeepDRiD"
-            out["deepdrid"] = pd.concat([read_deepdrid(_need(dd/f"regular-fundus-{s}.csv", "DeepDRiD labels"), dd) for s in ("training", "validation", "test")], ignore_index=True)
+        out["detail"] = split(cfg, read_details(require(root/"MSHF/details.csv", "MSHF detail labels")), cfg.detail_test_frac)
+        if "eyeq" in cfg.settings: eyeqd = (root/"EyeQ-D/EyeQ-D-Quality-Details.csv", get_setting("eyeq").folder(cfg, root)/"images", False)
     else:
         raise ValueError(f"unknown data_source {src!r}: synthetic | real | paper-eyeq | paper-deepdrid")
-    return {k: v for k, v in out.items() if k in ("detail", "eyeqd") or k in cfg.settings}
+    for s in settings: out[s.name] = s.read(cfg, root)
+    if eyeqd and (eyeqd[2] or eyeqd[0].exists()): out["eyeqd"] = read_eyeq_d(*eyeqd[:2])
+    return out
 
 # %% ../nbs/02d_prepare.ipynb #f778dde9
 def data_summary(tables:dict) -> pd.DataFrame:
@@ -67,7 +57,7 @@ def data_summary(tables:dict) -> pd.DataFrame:
         for split, g in df.groupby("split", sort=False):
             r = dict(set=name, split=split, images=len(g))
             if g["overall"].notna().any():
-                names = CLASS_NAMES[3 if g["overall"].max() == 2 or name in ("eyeq", "eyeqd") else 2]
+                names = SETTINGS[name].classes if name in SETTINGS else CLASS_NAMES[3 if g["overall"].max() == 2 or name == "eyeqd" else 2]
                 for k, n in enumerate(names): r[n] = int((g["overall"] == k).sum())
             for d in DETAILS:
                 if g[d].notna().any(): r[f"{d} bad"] = int((g[d] == 0).sum())

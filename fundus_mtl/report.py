@@ -82,7 +82,9 @@ def render_report(run_dir:str|Path) -> str:
     figs = sorted((run/"figures").glob("*.png")) if (run/"figures").exists() else []
     if figs:
         h.append("<h2>Figures</h2>")
-        for f in figs: h += [f"<h3>{html.escape(_title(f.stem))}</h3>", f"<img src='{html.escape(f.relative_to(run).as_posix())}' alt='{html.escape(f.stem)}'>"]
+        for f in figs:
+            h += [f"<h3>{html.escape(_title(f.stem))}</h3>", f"<img src='{html.escape(f.relative_to(run).as_posix())}' alt='{html.escape(f.stem)}'>"]
+            if f.with_suffix(".md").exists(): h.append(f"<p class='cap'>{html.escape(f.with_suffix('.md').read_text().strip())}</p>")   # files.save_figure's caption
     if (run/"data"/"summary.csv").exists():
         h += ["<h2>Data</h2>", pd.read_csv(run/"data"/"summary.csv").to_html(index=False, border=0, na_rep="")]
     if cfg:

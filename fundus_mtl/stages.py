@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from .config import Config, project_root
 from .files import atomic_write_text
+from .registry import SETTINGS
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_OUTPUTS', 'OPTIONAL_STAGES', 'clear_stage', 'notebooks_dir', 'available_stages', 'read_ledger',
@@ -28,11 +29,11 @@ STAGES = {  # stage name -> notebook in nbs/
 
 STAGE_OUTPUTS = {  # what each stage writes in the run directory: cleared before the stage is redone
     "data": ["data"], "teacher": ["teacher", "pseudo_labels.csv"],
-    "student": ["eyeq", "deepdrid", "student_summary.csv"],
+    "student": [*SETTINGS, "student_summary.csv"],   # one folder per registered task-B setting (01d_registry)
     "evaluation": ["evaluation", "tables/table[234]_*", "figures/fig3_*"],
     "gradcam": ["gradcam", "tables/cam_*", "tables/gradcam_*", "figures/fig4_*", "figures/fig5_*"],
     "tsne": ["tables/tsne_*", "figures/fig6_*", "figures/fig7_*"],
-    "interobserver": ["tables/table5_*", "figures/kappa_*"],
+    "interobserver": ["tables/table5_*"],
     "efficiency": ["efficiency", "pool", "tables/ext*", "figures/ext*"],
 }
 OPTIONAL_STAGES = ("efficiency",)   # beyond the paper and long (demo: about 25 min): run with --extensions or when named in --stages

@@ -4,13 +4,15 @@
 
 # %% ../nbs/06_student.ipynb #cf7c65ea
 from __future__ import annotations
-import copy, json
+import copy
 from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
 from .config import Config, DETAILS, CLASS_NAMES
-from .files import atomic_write_text
+from .files import atomic_write_csv, atomic_write_json
+from .registry import get_setting
+from .rundir import RunDir, STUDENTS
 from .cache import CachedDataset, BoundedRandAugment
 from .prepare import load_prepared, data_lock
 from .models import build_model, add_detail_head
@@ -31,7 +33,7 @@ DETAIL_LABELS = ("pseudo", "true")
 def setting_data(cfg:Config, setting:str) -> dict:
     "Datasets (MT's `train` and ST's `train_labelled` with augmentation, val, test), targets and class count of a task-B setting."
     df, cache = load_prepared(cfg, setting)
-    pl = pd.read_csv(Path(cfg.run_dir)/"pseudo_labels.csv", dtype={"image": str}).query("set == @setting").set_index("image")
+    pl = pd.read_csv(RunDir(cfg.run_dir).pseudo_labels, dtype={"image": str}).query("set == @setting").set_index("image")
     p = pl.reindex(df["image"].astype(str))[[f"p_{d}" for d in DETAILS]].to_numpy(dtype=np.float32)
     rows = {s: split_rows(df, cache, s) for s in ("train", "val", "test")}
     missing = np.isnan(p[np.concatenate(list(rows.values()))]).any()
@@ -48,10 +50,10 @@ def setting_data(cfg:Config, setting:str) -> dict:
     targets = {"overall": y, **det} | ({"teacher_p": p} if cfg.rank_weight > 0 else {})
     aug = BoundedRandAugment(cfg.aug_max_ops)
     train = CachedDataset(cache, rows["train"], targets, transform=aug)
-    out = dict(df=df, cache=cache, rows=rows | {"labelled": labelled}, targets=targets, n_classes=3 if setting == "eyeq" else 2, train=train,
+    out = dict(df=df, cache=cache, rows=rows | {"labelled": labelled}, targets=targets, n_classes=get_setting(setting).n_classes, train=train,
                train_labelled=CachedDataset(cache, labelled, targets, transform=aug) if len(labelled) < len(rows["train"]) else train,
                val=CachedDataset(cache, rows["val"], targets), test=CachedDataset(cache, rows["test"], targets))
-    if cfg.unlabeled_pool and setting == "eyeq":
+    if cfg.unlabeled_pool and get_setting(setting).takes_pool:
         if cfg.detail_labels == "true": raise ValueError("an unlabelled pool has no true details: use detail_labels='pseudo' with unlabeled_pool")
         out["pool"] = pool_dataset(cfg, transform=aug)
         out["train"] = torch.utils.data.ConcatDataset([train, out["pool"]])
@@ -62,7 +64,7 @@ def setting_data(cfg:Config, setting:str) -> dict:
 def prediction_table(model, data:dict, cfg:Config, split:str="test") -> pd.DataFrame:
     "Probabilities and predicted class of `model` on a split of a setting."
     p = predict(model, data[split], cfg)
-    names = CLASS_NAMES[data["n_classes"]]
+    names = CLASS_NAMES[data["n_classes"]]   # the setting's classes (registry.Setting.classes)
     rows = data["rows"][split]
     out = pd.DataFrame({"image": data["df"]["image"].to_numpy()[rows], "label": data["df"]["overall"].to_numpy()[rows].astype(int)})
     for k, n in enumerate(names): out[f"p_{n}"] = p["overall"][:, k].round(6)
@@ -89,54 +91,49 @@ def fit_mt(cfg:Config, d:dict, st_model, lambda_a:float, lambda_b:float, out_dir
 def train_students(cfg:Config, setting:str, progress:bool=True) -> dict:
     "Train ST, MT (λ grid) and ST-extended for `setting`; writes their folders and test predictions."
     d = setting_data(cfg, setting)
-    base = Path(cfg.run_dir)/setting
+    run = RunDir(cfg.run_dir)
     w = class_weights(cfg, d["df"]["overall"].to_numpy()[d["rows"]["labelled"]], d["n_classes"])
-    st = fit_st(cfg, d, base/"st", progress)
-    runs = {(la, lb): fit_mt(cfg, d, st["model"], la, lb, base/"mt"/f"lambda_{la:g}_{lb:g}", progress) for la, lb in cfg.lambda_grid}
+    st = fit_st(cfg, d, run.student_dir(setting, "st"), progress)
+    runs = {(la, lb): fit_mt(cfg, d, st["model"], la, lb, run.mt_candidate(setting, la, lb), progress) for la, lb in cfg.lambda_grid}
     (la, lb), mt = max(runs.items(), key=lambda kv: kv[1]["best_score"])
-    atomic_write_text(base/"mt"/"chosen.json", json.dumps(dict(
+    atomic_write_json(run.chosen(setting), dict(
         lambda_a=la, lambda_b=lb, val_f1=mt["best_score"],
-        grid=[dict(lambda_a=a, lambda_b=b, val_f1=r["best_score"]) for (a, b), r in runs.items()]), indent=2))
+        grid=[dict(lambda_a=a, lambda_b=b, val_f1=r["best_score"]) for (a, b), r in runs.items()]))
     ext = fit(copy.deepcopy(st["model"]), d["train_labelled"], d["val"], st_loss(w), overall_metric,
-              base/"st_ext", cfg.epochs_mt, cfg, progress=progress)
+              run.student_dir(setting, "st_ext"), cfg.epochs_mt, cfg, progress=progress)
     st_ext_model = ext["model"] if ext["best_score"] > st["best_score"] else st["model"]
     models = {"st": st["model"], "mt": mt["model"], "st_ext": st_ext_model}
     scores = {"st": st["best_score"], "mt": mt["best_score"], "st_ext": max(st["best_score"], ext["best_score"])}
     for name, m in models.items():
-        atomic_write_text(base/name/"predictions_test.csv", prediction_table(m, d, cfg).to_csv(index=False))
+        atomic_write_csv(run.predictions(setting, name), prediction_table(m, d, cfg))
     return dict(val_f1=scores, lambdas=(la, lb), seconds={k: r["seconds"] for k, r in [("st", st), ("st_ext", ext)]}
                 | {f"mt_{a:g}_{b:g}": r["seconds"] for (a, b), r in runs.items()})
 
 # %% ../nbs/06_student.ipynb #36569748
-MODEL_NAMES = ("st", "mt", "st_ext")   # the students of a setting; "teacher" is the Teacher
+MODEL_NAMES = STUDENTS   # the students of a setting (rundir.STUDENTS); "teacher" is the Teacher
 
-def model_dir(cfg:Config, setting:str|None, name:str) -> Path:
-    "Folder of the `model.pt` of student `name` (st | mt | st_ext) of `setting`, or of the Teacher (name='teacher')."
-    run = Path(cfg.run_dir)
-    if name == "teacher": return run/"teacher"
-    if name not in MODEL_NAMES: raise ValueError(f"unknown model {name!r}; choose one of teacher, {', '.join(MODEL_NAMES)}")
-    base = run/setting
-    if name == "mt":
-        chosen = base/"mt"/"chosen.json"
-        if not chosen.exists(): raise FileNotFoundError(f"{chosen} is missing: run the student stage first")
-        c = json.loads(chosen.read_text())
-        return base/"mt"/f"lambda_{c['lambda_a']:g}_{c['lambda_b']:g}"
-    if name == "st_ext":
-        st, ext = (pd.read_csv(base/n/"history.csv")["val_metric"].max() for n in ("st", "st_ext"))
-        return base/"st_ext" if ext > st else base/"st"
-    return base/"st"
+def model_dir(cfg:Config,          # the run's config
+              setting:str|None,    # a task-B setting (None for the Teacher)
+              name:str             # teacher | st | mt | st_ext
+             ) -> Path:
+    "Folder of the `model.pt` of student `name` of `setting`, or of the Teacher (name='teacher'): `RunDir.model_dir`."
+    if name != "teacher" and name not in MODEL_NAMES: raise ValueError(f"unknown model {name!r}; choose one of teacher, {', '.join(MODEL_NAMES)}")
+    return RunDir(cfg.run_dir).model_dir(setting, name)
 
-def load_student(cfg:Config, setting:str|None, name:str):
+def load_student(cfg:Config,       # the run's config
+                 setting:str|None, # a task-B setting (None for the Teacher)
+                 name:str          # teacher | st | mt | st_ext
+                ):
     "The trained model `name` of `setting` (see `model_dir`), on cfg's device, in eval mode."
     return load_model(model_dir(cfg, setting, name), cfg)
 
 def ensure_students(cfg:Config, progress:bool=False) -> None:
     """Train the Teacher and the students of every setting when their outputs are missing (standalone notebooks).
     Holds a lock on the run directory, so notebooks sharing a run (e.g. under `nbdev_test`) wait instead of racing."""
-    run = Path(cfg.run_dir)
-    with data_lock(run):
-        if not ((run/"pseudo_labels.csv").exists() and (run/"teacher"/"predictions_test.csv").exists()):
+    run = RunDir(cfg.run_dir)
+    with data_lock(run.root):
+        if not (run.pseudo_labels.exists() and run.teacher_predictions("test").exists()):
             write_teacher_outputs(cfg, train_teacher(cfg, progress=progress)["model"])    # a finished Teacher is reloaded, not retrained
         for s in cfg.settings:
-            if not all((run/s/n/"predictions_test.csv").exists() for n in MODEL_NAMES):
+            if not all(run.predictions(s, n).exists() for n in MODEL_NAMES):
                 train_students(cfg, s, progress=progress)

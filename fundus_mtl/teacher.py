@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from .config import Config, DETAILS
-from .files import atomic_write_text, atomic_write_csv
+from .files import atomic_write_csv, write_table
 from .cache import CachedDataset
 from .prepare import load_prepared, prepare_data
 from .models import build_model
@@ -17,10 +17,12 @@ from .inference import predict
 from .train import fit, load_model
 from .metrics import detail_metric
 from .losses import detail_loss, detail_weights
+from .registry import DETAIL_SETS
+from .rundir import RunDir
 
 # %% auto #0
 __all__ = ['ensure_data', 'split_rows', 'train_teacher', 'teacher_predictions', 'write_pseudo_labels', 'write_teacher_outputs',
-           'pseudo_label_shares']
+           'pseudo_label_shares', 'write_pseudo_label_shares']
 
 # %% ../nbs/05_teacher.ipynb #9c4e92f8
 def ensure_data(cfg:Config) -> None:
@@ -39,7 +41,7 @@ def train_teacher(cfg:Config, progress:bool=True) -> dict:
     ds = lambda split: CachedDataset(cache, split_rows(df, cache, split), {"details": y})
     model = build_model(cfg, n_classes=0, n_details=len(DETAILS))
     loss = detail_loss(detail_weights(cfg, y[split_rows(df, cache, "train")]))
-    return fit(model, ds("train"), ds("val"), loss, detail_metric, Path(cfg.run_dir)/"teacher",
+    return fit(model, ds("train"), ds("val"), loss, detail_metric, RunDir(cfg.run_dir).teacher,
                cfg.epochs_teacher, cfg, progress=progress)
 
 # %% ../nbs/05_teacher.ipynb #daf41b7d
@@ -60,22 +62,22 @@ def write_pseudo_labels(cfg:Config, model) -> pd.DataFrame:
     "Pseudo-labels for every readable image of every task-B set, written to `run_dir/pseudo_labels.csv`."
     pl = pd.concat([teacher_predictions(cfg, model, s) for s in cfg.settings], ignore_index=True)
     pl = pl[[c for c in pl.columns if c not in DETAILS]]   # no true details here: task B has none (synthetic truth stays in its own files)
-    path = Path(cfg.run_dir)/"pseudo_labels.csv"
-    atomic_write_csv(path, pl)
+    atomic_write_csv(RunDir(cfg.run_dir).pseudo_labels, pl)
     return pl
 
 def write_teacher_outputs(cfg:Config, model) -> dict:
     "Everything the Teacher's stage writes: predictions on the detail test split and the EyeQ-D-like set (teacher/), and pseudo_labels.csv."
-    tdir = Path(cfg.run_dir)/"teacher"; tdir.mkdir(parents=True, exist_ok=True)
-    out = {"test": teacher_predictions(cfg, model, "detail", "test")}
-    if (Path(cfg.run_dir)/"data"/"eyeqd.csv").exists(): out["eyeqd"] = teacher_predictions(cfg, model, "eyeqd")
-    for k, df in out.items():
-        atomic_write_csv(tdir/f"predictions_{k}.csv", df)
+    run = RunDir(cfg.run_dir)
+    out = {s.teacher_key: teacher_predictions(cfg, model, s.name, s.split) for s in DETAIL_SETS.values() if run.set_table(s.name).exists()}
+    for k, df in out.items(): atomic_write_csv(run.teacher_predictions(k), df)
     out["pseudo_labels"] = write_pseudo_labels(cfg, model)   # last: its presence marks the stage's outputs complete
     return out
 
 # %% ../nbs/05_teacher.ipynb #944ed693
-def pseudo_label_shares(cfg:Config, pl:pd.DataFrame, constant:float=0.02) -> pd.DataFrame:
+def pseudo_label_shares(cfg:Config,        # the run (its detail set's training split gives the true shares)
+                        pl:pd.DataFrame,   # pseudo_labels.csv (`write_pseudo_labels`)
+                        constant:float=0.02 # a share under this or over 1 - this is flagged as constant
+                       ) -> pd.DataFrame:
     "Share of images the Teacher calls good per detail, on each task-B set and on its detail training split; warns on (near-)constant pseudo-labels."
     df, cache = load_prepared(cfg, "detail")
     train = df.iloc[split_rows(df, cache, "train")]
@@ -87,9 +89,14 @@ def pseudo_label_shares(cfg:Config, pl:pd.DataFrame, constant:float=0.02) -> pd.
     flags = [f"{d} on {out.set[i]} ({out.at[i, d]:.1%} good)" for i, c in enumerate(const) for d in c]
     if flags: warnings.warn("the Teacher's pseudo-labels are (almost) constant for " + "; ".join(flags) +
                             ": the detail loss will teach a bias there; is the task-B data in the Teacher's domain (colour enhancement, Config.equalize)?", stacklevel=2)
-    tables = Path(cfg.run_dir)/"tables"; tables.mkdir(parents=True, exist_ok=True)
-    out.to_csv(tables/"pseudo_labels.csv", index=False)
-    atomic_write_text(tables/"pseudo_labels.md", f"Pseudo-labels: share of images Teacher-A calls good, per detail (0.5 threshold), on each task-B set, "
-                      f"beside the true share on its detail training split. Run `{Path(cfg.run_dir).name}`; a detail under {constant:.0%} or over "
-                      f"{1 - constant:.0%} on a set is flagged as constant.\n\n" + out.to_markdown(index=False) + "\n")
     return out
+
+def write_pseudo_label_shares(cfg:Config,          # the run
+                              shares:pd.DataFrame, # `pseudo_label_shares`'s table
+                              constant:float=0.02  # the threshold it flagged with
+                             ) -> Path:
+    "Write `shares` as tables/pseudo_labels (.csv, .md with its caption); returns the .md path."
+    return write_table(RunDir(cfg.run_dir).tables/"pseudo_labels", shares, f"Pseudo-labels: share of images Teacher-A calls good, per detail (0.5 threshold), on each task-B set, "
+                      f"beside the true share on its detail training split. Run `{Path(cfg.run_dir).name}`; a detail under {constant:.0%} or over "
+                      f"{1 - constant:.0%} on a set is flagged as constant.")
+
