@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 from fastcore.docments import docments
 from .config import get_config, parse_overrides, resolve_paths, save_config, load_config
-from .files import atomic_write_text
+from .files import atomic_write_text, atomic_write_csv, atomic_write_json, write_table
+from .rundir import RunDir
 from .stages import STAGES, OPTIONAL_STAGES, StageError, available_stages, clear_stage, notebooks_dir, read_ledger, record_stage, run_stage
 from .stages import PeakMemory   # not used here: tests/test_resume_reproduce.py imports it from fundus_mtl.cli
 
@@ -123,7 +124,7 @@ def reproduce(preset:str="demo",          # a preset of config.PRESETS (tiny, de
     for s in OPTIONAL_STAGES:   # results of an optional stage that was not re-run after its inputs changed are stale
         if s not in todo and s in ledger and any(order.index(r) < order.index(s) for r in ran):
             gone = clear_stage(cfg.run_dir, s); ledger.pop(s)
-            atomic_write_text(Path(cfg.run_dir)/"stages.json", json.dumps(ledger, indent=2))
+            atomic_write_json(RunDir(cfg.run_dir).stages, ledger)
             if log: print(f"[{s}] earlier results cleared ({', '.join(gone) or 'nothing on disk'}): the stages before it were redone; run it again with --extensions")
     from fundus_mtl.report import write_report
     page = write_report(cfg.run_dir)
@@ -188,11 +189,10 @@ def evaluate(*,
         print("row-normalised confusion matrix:"); print(r["confusion"].round(3).to_string())
     if out:
         out = Path(out); out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out/"evaluation.csv", table.to_csv())
-        atomic_write_text(out/"evaluation.md", f"{Path(predictions).name} vs {Path(labels).name}: n = {r['n']}, "
+        write_table(out/"evaluation", table.round(4), f"{Path(predictions).name} vs {Path(labels).name}: n = {r['n']}, "
                           f"{len(r['missing'])} labels without prediction, {len(r['extra'])} predictions without label"
-                          + (f"; 95% CI from {bootstrap} bootstrap resamples" if bootstrap else "") + "\n\n" + table.round(4).to_markdown() + "\n")
-        atomic_write_text(out/"confusion.csv", r["confusion"].to_csv())
+                          + (f"; 95% CI from {bootstrap} bootstrap resamples" if bootstrap else ""), csv=table, index=True)
+        atomic_write_csv(out/"confusion.csv", r["confusion"], index=True)
     return r
 
 # %% ../nbs/12_cli.ipynb #80fc71b3
