@@ -59,7 +59,7 @@ def test_killed_training_resumes_to_the_same_result(tmp_path):
     script = SETUP + textwrap.dedent(f"""
         from fundus_mtl.models import build_model
         from fundus_mtl.losses import ce_overall
-from fundus_mtl.metrics import overall_metric
+        from fundus_mtl.metrics import overall_metric
         from fundus_mtl.train import fit
         import time
         fit(build_model(cfg, 3, 0), train, val, ce_overall, overall_metric, {str(run)!r}, 4, cfg, progress=False)
