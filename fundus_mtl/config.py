@@ -8,10 +8,11 @@ import dataclasses, json, os
 from dataclasses import dataclass, field, asdict, fields
 from pathlib import Path
 from .files import atomic_write_text
+from .rundir import RunDir
 
 # %% auto #0
 __all__ = ['DETAILS', 'CLASS_NAMES', 'PRESETS', 'Config', 'get_config', 'parse_overrides', 'save_config', 'load_config',
-           'project_root', 'resolve_paths', 'stage_config']
+           'project_root', 'resolve_paths', 'real_data_root', 'stage_config']
 
 # %% ../nbs/00c_config.ipynb #734907f3
 DETAILS = ("illumination", "clarity", "contrast")  # task A, in the paper's order
@@ -158,20 +159,24 @@ def parse_overrides(items:list[str]|None  # `key=value` strings; values may be J
     return out
 
 # %% ../nbs/00c_config.ipynb #2d8f5094
-def save_config(cfg:Config, path:str|Path|None=None) -> Path:
+def save_config(cfg:Config,              # the config to save
+                path:str|Path|None=None  # the JSON file (default: the run directory's config.json, `RunDir.config`)
+               ) -> Path:
     "Save `cfg` as JSON (default: `run_dir/config.json`)."
-    return atomic_write_text(path or Path(cfg.run_dir)/"config.json", cfg.to_json())
+    return atomic_write_text(path or RunDir(cfg.run_dir).config, cfg.to_json())
 
-def load_config(path:str|Path) -> Config:
+def load_config(path:str|Path # a config.json, or the run directory holding it
+               ) -> Config:
     "Load a config saved by `save_config`; fields it lacks take the preset's values."
     path = Path(path)
-    if path.is_dir(): path = path/"config.json"
+    if path.is_dir(): path = RunDir(path).config
     if not path.exists(): raise FileNotFoundError(f"no config.json at {path}")
     d = json.loads(path.read_text())
     return get_config(d.pop("preset", "tiny"), **d)
 
 # %% ../nbs/00c_config.ipynb #d57e1b93
-def project_root(start:str|Path|None=None) -> Path|None:
+def project_root(start:str|Path|None=None # where to start looking (default: the working directory)
+                ) -> Path|None:
     "The nearest folder at or above `start` (default: cwd) holding this project's settings.ini."
     p = Path(start or os.getcwd()).resolve()
     for d in [p, *p.parents]:
@@ -179,11 +184,18 @@ def project_root(start:str|Path|None=None) -> Path|None:
         if f.exists() and "lib_name = fundus_mtl" in f.read_text(errors="ignore"): return d
     return None
 
-def resolve_paths(cfg:Config, base:str|Path|None=None) -> Config:
+def resolve_paths(cfg:Config,              # a config with relative paths
+                  base:str|Path|None=None  # what they are relative to (default: the project root, else the working directory)
+                 ) -> Config:
     "`cfg` with run_dir, data_dir and data_root made absolute (relative to `base`, the project root or cwd)."
     base = Path(base or project_root() or os.getcwd())
     fix = lambda p: str(p if Path(p).is_absolute() else (base/p).resolve())
     return dataclasses.replace(cfg, run_dir=fix(cfg.run_dir), data_dir=fix(cfg.data_dir), data_root=fix(cfg.data_root))
+
+def real_data_root(cfg:Config|None=None # a config (default: the `real` preset's)
+                  ) -> Path:
+    "The configured root of the real datasets (`Config.data_root`, resolved like every path): where chapters and tests look for them."
+    return Path(resolve_paths(cfg or get_config("real")).data_root)
 
 # %% ../nbs/00c_config.ipynb #e6e43a27
 def stage_config(preset:str="tiny",       # papermill parameter: preset name

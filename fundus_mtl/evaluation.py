@@ -30,7 +30,9 @@ __all__ = ['MODEL_LABELS', 'setting_predictions', 'predicted_class', 'caption', 
 # %% ../nbs/07_evaluation.ipynb #f4c37642
 MODEL_LABELS = {"baseline": "Baseline", "st": "ST", "st_ext": "ST-extended", "mt": "MT"}
 
-def setting_predictions(cfg:Config, setting:str) -> dict:
+def setting_predictions(cfg:Config,  # the run's config
+                        setting:str  # a task-B setting
+                       ) -> dict:
     "Test predictions of every model of `setting` found in the run, aligned on the same images: {name: DataFrame}."
     run = RunDir(cfg.run_dir)
     files = {m: run.predictions(setting, m) for m in ("baseline", "st", "st_ext", "mt")}
@@ -52,7 +54,11 @@ def predicted_class(p:pd.DataFrame, # a predictions table with p_<class> columns
     return p[[f"p_{c}" for c in CLASS_NAMES[n_classes]]].to_numpy().argmax(1)
 
 # %% ../nbs/07_evaluation.ipynb #7bb68d9b
-def caption(cfg:Config, what:str, n:dict, reference:str) -> str:
+def caption(cfg:Config,     # the run's config
+            what:str,       # what the table shows (its first sentence)
+            n:dict,         # {test set: number of images}
+            reference:str   # the model every other is compared with
+           ) -> str:
     "A table caption stating the configuration, the test-set sizes and the significance test."
     sizes = ", ".join(f"{k}: n = {v}" for k, v in n.items())
     data = {"real": "real data: eyeq = the EyeQ-labelled EyePACS subset, deepdrid = DrimDB with Outlier images "
@@ -80,7 +86,13 @@ def format_cells(long:pd.DataFrame, # rows with value, lo, hi, p_boot, p_wilcoxo
 
 
 # %% ../nbs/07_evaluation.ipynb #224d2226
-def compare_models(y:np.ndarray, preds:dict, reference:str, n_classes:int, cfg:Config, metrics=None) -> pd.DataFrame:
+def compare_models(y:np.ndarray,  # (N,) canonical labels of the test images
+                   preds:dict,     # {model: (N,) predicted classes}
+                   reference:str,  # the model of `preds` the others are compared with
+                   n_classes:int,  # the setting's class count (2: bad is positive)
+                   cfg:Config,     # bootstrap, seed, alpha, alternative
+                   metrics=None    # the metrics kept (default: all of `stats.compare`)
+                  ) -> pd.DataFrame:
     "Long table (model, metric, value, lo, hi, diff, diff_lo, diff_hi, p_boot, p_wilcoxon) of every model vs `reference`."
     rows = []
     for m, pr in preds.items():
@@ -94,7 +106,9 @@ def compare_models(y:np.ndarray, preds:dict, reference:str, n_classes:int, cfg:C
     return pd.DataFrame(rows)
 
 # %% ../nbs/07_evaluation.ipynb #e72cb4d6
-def table2(cfg:Config, preds:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def table2(cfg:Config, # the run's config
+           preds:dict  # {setting: `setting_predictions`}
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(long, wide) Table 2 from {setting: setting_predictions(...)}."
     longs = []
     for s, p in preds.items():
@@ -107,7 +121,9 @@ def table2(cfg:Config, preds:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     return long, format_cells(long, ["setting", "model"], "metric", cfg)
 
 # %% ../nbs/07_evaluation.ipynb #5c88e943
-def table3(cfg:Config, preds:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def table3(cfg:Config, # the run's config
+           preds:dict  # {setting: `setting_predictions`}
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(long, wide) Table 3 for the 3-class setting(s) in `preds`."
     longs = []
     for s, p in preds.items():
@@ -122,7 +138,11 @@ def table3(cfg:Config, preds:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     return long, format_cells(long, ["model"], "metric", cfg)
 
 # %% ../nbs/07_evaluation.ipynb #38858f37
-def detail_predictions(cfg:Config, model, name:str, split:str|None) -> pd.DataFrame:
+def detail_predictions(cfg:Config,      # the run's config
+                       model,           # a model with a detail head
+                       name:str,        # a set with true details: detail or eyeqd
+                       split:str|None   # the split scored (None: every readable image)
+                      ) -> pd.DataFrame:
     "P(good) of each detail for set `name` (one split or all), with the true details."
     df, cache = load_prepared(cfg, name)
     rows = split_rows(df, cache, split) if split else np.flatnonzero(cache.ok)
@@ -133,7 +153,8 @@ def detail_predictions(cfg:Config, model, name:str, split:str|None) -> pd.DataFr
         out[f"p_{d}"] = p[:, j].round(6)
     return out
 
-def detail_set_predictions(cfg:Config) -> dict:
+def detail_set_predictions(cfg:Config # the run's config
+                          ) -> dict:
     "{set: {model: DataFrame}} for Table 4: the Teacher and the MT model of every setting, aligned by image; sets the run lacks are left out."
     run = RunDir(cfg.run_dir)
     out = {}
@@ -154,7 +175,9 @@ def detail_set_predictions(cfg:Config) -> dict:
         out[label] = models
     return out
 
-def table4(cfg:Config, sets:dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def table4(cfg:Config, # the run's config
+           sets:dict   # `detail_set_predictions`
+          ) -> tuple[pd.DataFrame, pd.DataFrame]:
     "(long, wide) Table 4: F1, Pr, Re per detail of the Teacher and each MT, vs the Teacher, per detail set."
     longs = []
     for label, models in sets.items():

@@ -30,7 +30,9 @@ __all__ = ['DETAIL_LABELS', 'MODEL_NAMES', 'setting_data', 'prediction_table', '
 # %% ../nbs/06_student.ipynb #866ccc57
 DETAIL_LABELS = ("pseudo", "true")
 
-def setting_data(cfg:Config, setting:str) -> dict:
+def setting_data(cfg:Config,  # the run's config (its label-efficiency switches act here)
+                 setting:str  # a task-B setting (`registry.SETTINGS`)
+                ) -> dict:
     "Datasets (MT's `train` and ST's `train_labelled` with augmentation, val, test), targets and class count of a task-B setting."
     df, cache = load_prepared(cfg, setting)
     pl = pd.read_csv(RunDir(cfg.run_dir).pseudo_labels, dtype={"image": str}).query("set == @setting").set_index("image")
@@ -61,7 +63,11 @@ def setting_data(cfg:Config, setting:str) -> dict:
     return out
 
 # %% ../nbs/06_student.ipynb #1cea1e68
-def prediction_table(model, data:dict, cfg:Config, split:str="test") -> pd.DataFrame:
+def prediction_table(model,              # a student (QualityNet with an overall head)
+                     data:dict,          # `setting_data`'s result
+                     cfg:Config,         # the run's config (device, precision)
+                     split:str="test"    # train | val | test
+                    ) -> pd.DataFrame:
     "Probabilities and predicted class of `model` on a split of a setting."
     p = predict(model, data[split], cfg)
     names = CLASS_NAMES[data["n_classes"]]   # the setting's classes (registry.Setting.classes)
@@ -74,13 +80,24 @@ def prediction_table(model, data:dict, cfg:Config, split:str="test") -> pd.DataF
     return out
 
 # %% ../nbs/06_student.ipynb #b97787fb
-def fit_st(cfg:Config, d:dict, out_dir, progress:bool=True) -> dict:
+def fit_st(cfg:Config,         # the run's (or a variant's) config
+           d:dict,             # `setting_data`'s result
+           out_dir,            # the model folder
+           progress:bool=True  # show training progress
+          ) -> dict:
     "Train a single-task student on the labelled training images of setting data `d` (`setting_data`); fit's result."
     w = class_weights(cfg, d["df"]["overall"].to_numpy()[d["rows"]["labelled"]], d["n_classes"])
     return fit(build_model(cfg, d["n_classes"], 0), d["train_labelled"], d["val"], st_loss(w),
                overall_metric, out_dir, cfg.epochs_st, cfg, progress=progress)
 
-def fit_mt(cfg:Config, d:dict, st_model, lambda_a:float, lambda_b:float, out_dir, progress:bool=True) -> dict:
+def fit_mt(cfg:Config,         # the run's (or a variant's) config
+           d:dict,             # `setting_data`'s result
+           st_model,           # the trained ST model it starts from (copied, not changed)
+           lambda_a:float,     # weight of the detail term
+           lambda_b:float,     # weight of the overall term
+           out_dir,            # the model folder
+           progress:bool=True  # show training progress
+          ) -> dict:
     "Fine-tune a copy of `st_model` with a new detail head on equation (4) (and the configured extras); fit's result."
     w = class_weights(cfg, d["df"]["overall"].to_numpy()[d["rows"]["labelled"]], d["n_classes"])
     dw = detail_weights(cfg, d["targets"]["details"][d["rows"]["train"]])   # balanced on the (pseudo-)labels, like w
@@ -88,7 +105,10 @@ def fit_mt(cfg:Config, d:dict, st_model, lambda_a:float, lambda_b:float, out_dir
     return fit(mt, d["train"], d["val"], mt_loss(lambda_a, lambda_b, w, dw, cfg.rank_weight, cfg.rank_gap), overall_metric,
                out_dir, cfg.epochs_mt, cfg, progress=progress)
 
-def train_students(cfg:Config, setting:str, progress:bool=True) -> dict:
+def train_students(cfg:Config,         # the run's config
+                   setting:str,        # a task-B setting
+                   progress:bool=True  # show training progress
+                  ) -> dict:
     "Train ST, MT (λ grid) and ST-extended for `setting`; writes their folders and test predictions."
     d = setting_data(cfg, setting)
     run = RunDir(cfg.run_dir)
@@ -127,7 +147,9 @@ def load_student(cfg:Config,       # the run's config
     "The trained model `name` of `setting` (see `model_dir`), on cfg's device, in eval mode."
     return load_model(model_dir(cfg, setting, name), cfg)
 
-def ensure_students(cfg:Config, progress:bool=False) -> None:
+def ensure_students(cfg:Config,          # the run's config
+                    progress:bool=False  # show training progress
+                   ) -> None:
     """Train the Teacher and the students of every setting when their outputs are missing (standalone notebooks).
     Holds a lock on the run directory, so notebooks sharing a run (e.g. under `nbdev_test`) wait instead of racing."""
     run = RunDir(cfg.run_dir)

@@ -25,15 +25,21 @@ __all__ = ['ensure_data', 'split_rows', 'train_teacher', 'teacher_predictions', 
            'pseudo_label_shares', 'write_pseudo_label_shares']
 
 # %% ../nbs/05_teacher.ipynb #9c4e92f8
-def ensure_data(cfg:Config) -> None:
+def ensure_data(cfg:Config # the run's config
+               ) -> None:
     "Run the data stage for `cfg` if its manifest is missing."
     if not (Path(cfg.run_dir)/"data"/"manifest.json").exists(): prepare_data(cfg, progress=False)
 
-def split_rows(df:pd.DataFrame, cache, split:str) -> np.ndarray:
+def split_rows(df:pd.DataFrame, # a prepared set's table (`load_prepared`)
+               cache,           # its cached images (`CachedImages`: `.ok` marks the readable ones)
+               split:str        # train | val | test
+              ) -> np.ndarray:
     "Indices of the readable rows of `split`."
     return np.flatnonzero((df["split"] == split).to_numpy() & cache.ok)
 
-def train_teacher(cfg:Config, progress:bool=True) -> dict:
+def train_teacher(cfg:Config,        # the run's config
+                  progress:bool=True # show training progress
+                 ) -> dict:
     "Train (or resume, or reload) Teacher-A on the detail set; returns fit's result."
     ensure_data(cfg)
     df, cache = load_prepared(cfg, "detail")
@@ -45,7 +51,11 @@ def train_teacher(cfg:Config, progress:bool=True) -> dict:
                cfg.epochs_teacher, cfg, progress=progress)
 
 # %% ../nbs/05_teacher.ipynb #daf41b7d
-def teacher_predictions(cfg:Config, model, name:str, split:str|None=None) -> pd.DataFrame:
+def teacher_predictions(cfg:Config,           # the run's config
+                        model,                # the Teacher (a QualityNet with a detail head)
+                        name:str,             # a prepared set: detail, eyeqd or a task-B setting
+                        split:str|None=None   # one split, or None for every readable image
+                       ) -> pd.DataFrame:
     "Teacher probabilities (p_<detail>, 1 = good) and 0.5 labels for set `name` (optionally one split)."
     df, cache = load_prepared(cfg, name)
     keep = cache.ok & ((df["split"] == split).to_numpy() if split else True)
@@ -58,14 +68,18 @@ def teacher_predictions(cfg:Config, model, name:str, split:str|None=None) -> pd.
         if df[d].notna().all(): out[d] = df[d].to_numpy()[rows].astype(int)
     return out
 
-def write_pseudo_labels(cfg:Config, model) -> pd.DataFrame:
+def write_pseudo_labels(cfg:Config, # the run's config
+                        model       # the Teacher
+                       ) -> pd.DataFrame:
     "Pseudo-labels for every readable image of every task-B set, written to `run_dir/pseudo_labels.csv`."
     pl = pd.concat([teacher_predictions(cfg, model, s) for s in cfg.settings], ignore_index=True)
     pl = pl[[c for c in pl.columns if c not in DETAILS]]   # no true details here: task B has none (synthetic truth stays in its own files)
     atomic_write_csv(RunDir(cfg.run_dir).pseudo_labels, pl)
     return pl
 
-def write_teacher_outputs(cfg:Config, model) -> dict:
+def write_teacher_outputs(cfg:Config, # the run's config
+                          model       # the Teacher
+                         ) -> dict:
     "Everything the Teacher's stage writes: predictions on the detail test split and the EyeQ-D-like set (teacher/), and pseudo_labels.csv."
     run = RunDir(cfg.run_dir)
     out = {s.teacher_key: teacher_predictions(cfg, model, s.name, s.split) for s in DETAIL_SETS.values() if run.set_table(s.name).exists()}

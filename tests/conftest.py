@@ -1,11 +1,13 @@
-"""Shared fixtures: the real data beside the project (../shared/data) and small image factories."""
+"""Shared fixtures: the real data (`config.real_data_root()`: ../shared/data beside the project by default) and small image factories."""
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from fundus_mtl.config import real_data_root
+
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "data"
+SHARED = real_data_root()
 
 
 @pytest.fixture
