@@ -24,7 +24,9 @@ def detail_long(pred:pd.DataFrame  # MT's predictions_test.csv: label and p_<det
     long["overall"] = pd.Categorical([names[k] for k in long["label"]], categories=names)
     return long
 
-def figure6(pred:pd.DataFrame, title:str=""):
+def figure6(pred:pd.DataFrame, # MT's predictions_test.csv (as for `detail_long`)
+            title:str=""        # the figure's title
+           ):
     "Figure 6: box plots of MT's P(good) per detail, stratified by the ground-truth overall class."
     import matplotlib.pyplot as plt, seaborn as sns
     long = detail_long(pred)
@@ -63,7 +65,7 @@ def tsne(features:np.ndarray,  # (N, dim) trunk features
 # %% ../nbs/09a_embed.ipynb #33527a66
 def knn_accuracy(X:np.ndarray,  # (N, d) points (embedding or features)
                  y,             # (N,) integer labels
-                 k:int=5
+                 k:int=5        # neighbours that vote
                 ) -> float:
     "Leave-one-out accuracy of the majority label of each point's k nearest neighbours (ties: the nearest neighbour's label)."
     from sklearn.neighbors import NearestNeighbors
@@ -82,7 +84,7 @@ def knn_accuracy(X:np.ndarray,  # (N, d) points (embedding or features)
 def cluster_summary(emb:np.ndarray,       # (N, 2) embedding
                     features:np.ndarray,  # (N, dim) features it was made from
                     labels:dict,          # name -> (N,) integer labels (NaN/negative: unknown, left out)
-                    k:int=5
+                    k:int=5               # neighbours of the kNN accuracy
                    ) -> pd.DataFrame:
     "Per labelling: n, kNN accuracy in the embedding and in feature space, majority-class rate (chance), silhouette."
     from sklearn.metrics import silhouette_score
@@ -121,7 +123,8 @@ def figure7(panels:list   # [(title, (N, 2) embedding, (N,) overall labels, clas
 def figure7_details(emb:np.ndarray,    # (N, 2) embedding
                     truth:np.ndarray,  # (N, 3) true details, 1 = good
                     probs:np.ndarray,  # (N, 3) MT's P(good)
-                    title:str=""):
+                    title:str=""       # the figure's title
+                   ):
     "Figure 7(b): the embedding coloured by each detail's ground truth (top) and MT's prediction (bottom)."
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 3, figsize=(12, 7.6))

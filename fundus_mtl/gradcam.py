@@ -47,7 +47,8 @@ def pick_examples(st:pd.DataFrame,  # ST's predictions_test.csv
                + [f"p_{dd}" for dd in DETAILS if f"p_{dd}" in out]].reset_index(drop=True)
 
 # %% ../nbs/08_gradcam.ipynb #31492d9b
-def example_maps(st_model, mt_model,   # the setting's ST and MT models
+def example_maps(st_model,             # the setting's ST model
+                 mt_model,             # and its MT model
                  images:np.ndarray,    # (N, S, S, 3) uint8 images of the examples
                  ex:pd.DataFrame       # from `pick_examples` (same order)
                 ) -> list[dict]:
@@ -106,7 +107,7 @@ def figure4(ex:pd.DataFrame,       # from `pick_examples`
 # %% ../nbs/08_gradcam.ipynb #614e8984
 def pick_recaptures(mt:pd.DataFrame,     # MT's predictions_test.csv
                     truth:pd.DataFrame,  # `synthetic_truth` of the set
-                    n:int=4
+                    n:int=4              # at most this many images
                    ) -> pd.DataFrame:
     "Test images with a truly bad detail, lowest MT P(good) first, one per (detail, operation) and per image."
     d = mt.join(truth, on="image", rsuffix="_true")
@@ -134,7 +135,10 @@ def source_photo(clean_dir:str|Path, # the real preset's `data_root/clean`
     if not hits: raise FileNotFoundError(f"source photograph of group {group!r} not found: {Path(clean_dir)/source/stem}.*")
     return hits[0]
 
-def recapture_images(cfg:Config, set_name:str, images) -> tuple:
+def recapture_images(cfg:Config,   # the run's config: data_source, data_root, image size
+                     set_name:str, # the prepared set the images are from (a setting; on `real`, detail)
+                     images        # their names (the `image` column)
+                    ) -> tuple:
     "(degraded, clean, regions) at the model's size: synthetic pairs, or on the `real` preset the degraded stand-in and its clean source photograph."
     if cfg.data_source == "synthetic":
         pairs = [synthetic_pair(cfg, set_name, im) for im in images]
@@ -148,7 +152,11 @@ def recapture_images(cfg:Config, set_name:str, images) -> tuple:
     clean = np.stack([preprocess(p, cfg.image_size, cfg.equalize)[0] for p in src])
     return deg, clean, [None] * len(deg)    # defect footprints are not kept for the stand-in
 
-def recapture_panels(cfg:Config, mt_model, set_name:str, picks:pd.DataFrame) -> list[dict]:
+def recapture_panels(cfg:Config,        # the run's config
+                     mt_model,          # the MT model whose maps and probabilities are shown
+                     set_name:str,      # the prepared set the picks are from
+                     picks:pd.DataFrame # from `pick_recaptures`
+                    ) -> list[dict]:
     "Per pick: degraded and clean images, MT's probabilities on both, the bad detail's map and the defect region."
     if not len(picks): return []
     deg, clean, regions = recapture_images(cfg, set_name, list(picks["image"]))
@@ -162,7 +170,10 @@ def recapture_panels(cfg:Config, mt_model, set_name:str, picks:pd.DataFrame) -> 
                         p_clean={k: v[i] for k, v in pc.items() if k != "targets"}))
     return out
 
-def figure5(panels:list, class_names:tuple, title:str=""):
+def figure5(panels:list,       # from `recapture_panels`
+            class_names:tuple, # canonical class names of MT's setting
+            title:str=""       # figure title
+           ):
     "Figure 5: degraded image + MT output | map of the flagged detail | clean recapture + MT output."
     import matplotlib.pyplot as plt
     def txt(p):
@@ -183,7 +194,10 @@ def figure5(panels:list, class_names:tuple, title:str=""):
     return fig
 
 # %% ../nbs/08_gradcam.ipynb #2e1f7dfc
-def cam_mass(cfg:Config, setting:str, limit:int|None=None) -> pd.DataFrame:
+def cam_mass(cfg:Config,           # the run's config (a synthetic data source: the defects are known)
+             setting:str,          # a task-B setting
+             limit:int|None=None   # at most this many images (None: all)
+            ) -> pd.DataFrame:
     "Per test image with a bad local illumination defect: CAM mass inside the defect (ST, MT overall; MT illumination) and chance."
     df, cache = load_prepared(cfg, setting)
     truth = synthetic_truth(cfg, setting)
@@ -213,7 +227,10 @@ def cam_mass_table(per_image:pd.DataFrame, # from `cam_mass`
                  chance_mean=("chance", "mean"), chance_sd=("chance", "std"), above_chance=("above", "mean")).round(3).reset_index()
 
 # %% ../nbs/08_gradcam.ipynb #7aa6c51c
-def gradcam_cost(model, images:np.ndarray, repeats:int=3) -> pd.DataFrame:
+def gradcam_cost(model,             # a QualityNet
+                 images:np.ndarray, # (N, S, S, 3) uint8 batch to map
+                 repeats:int=3      # timed runs; the best is the headline
+                ) -> pd.DataFrame:
     "ms per image (best and median of `repeats`) of the overall map and of all detail maps of `model` on the uint8 batch `images`."
     gradcam(model, images[:2]); rows = []
     for what, heads in (("overall", ["overall"]), ("3 details", list(DETAILS))):

@@ -19,7 +19,8 @@ __all__ = ['RATER_COLUMNS', 'TIE_RULES', 'read_raters', 'self_consistency', 'cho
 # %% ../nbs/10_interobserver.ipynb #a55f98fe
 RATER_COLUMNS = ("image", "rater", "repeat", *DETAILS)
 
-def read_raters(path:str|Path) -> pd.DataFrame:
+def read_raters(path:str|Path # a CSV in the rater-table format (RATER_COLUMNS; `repeat` may be absent)
+               ) -> pd.DataFrame:
     "A long per-rater table (image, rater, repeat, details 1 = good / 0 = bad), checked."
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"rater table not found: {path}")
@@ -34,7 +35,8 @@ def read_raters(path:str|Path) -> pd.DataFrame:
     return r[list(RATER_COLUMNS)].astype({d: int for d in DETAILS}).reset_index(drop=True)
 
 # %% ../nbs/10_interobserver.ipynb #3f2fb148
-def self_consistency(r:pd.DataFrame) -> pd.DataFrame:
+def self_consistency(r:pd.DataFrame # rater table (`read_raters`)
+                    ) -> pd.DataFrame:
     "Per rater: images read twice, and the share of re-read detail labels equal to the first reading."
     first = r[r["repeat"] == 0].set_index(["image", "rater"])[list(DETAILS)]
     again = r[r["repeat"] > 0].set_index(["image", "rater"])[list(DETAILS)]
@@ -46,7 +48,9 @@ def self_consistency(r:pd.DataFrame) -> pd.DataFrame:
         out.loc[k, ["repeats", "agreement"]] = [len(g), g.to_numpy().mean()]
     return out.astype({"repeats": int})
 
-def choose_rater(r:pd.DataFrame, rater=None) -> tuple:
+def choose_rater(r:pd.DataFrame, # rater table
+                 rater=None       # the rater to hold out (None or 0: choose by self-consistency)
+                ) -> tuple:
     "(rater, reason): `rater` when given, else the most self-consistent (most repeats, then lowest id, on ties), else the first."
     raters = sorted(r["rater"].unique())
     if rater is not None and rater != 0:
@@ -60,7 +64,10 @@ def choose_rater(r:pd.DataFrame, rater=None) -> tuple:
 # %% ../nbs/10_interobserver.ipynb #37e2d36d
 TIE_RULES = ("odd", "bad", "good", "drop")
 
-def majority_truth(r:pd.DataFrame, exclude, tie:str="odd") -> tuple[pd.DataFrame, dict]:
+def majority_truth(r:pd.DataFrame, # rater table
+                   exclude,         # the held-out rater, left out of the vote
+                   tie:str="odd"    # what a tied vote becomes: one of TIE_RULES
+                  ) -> tuple[pd.DataFrame, dict]:
     "(truth, ties): majority labels per image (NaN where dropped) from the first readings of every rater but `exclude`; ties per detail."
     if tie not in TIE_RULES: raise ValueError(f"tie rule must be one of {TIE_RULES}, not {tie!r}")
     first = r[(r["repeat"] == 0) & (r["rater"] != exclude)]
@@ -84,7 +91,9 @@ def majority_truth(r:pd.DataFrame, exclude, tie:str="odd") -> tuple[pd.DataFrame
 def heldout_comparison(r:pd.DataFrame,        # rater table
                        teacher:pd.DataFrame,  # Teacher predictions: `image` and p_<detail> (P(good))
                        cfg:Config,            # bootstrap, seed, alpha, sig_test, alternative
-                       rater=None, tie:str="odd") -> dict:
+                       rater=None,            # the rater to hold out (None: `choose_rater`)
+                       tie:str="odd"          # tie rule of the majority vote (TIE_RULES)
+                      ) -> dict:
     "Table 5 (long and wide), the held-out rater, the reason, image count and ties."
     from fundus_mtl.evaluation import compare_models, format_cells
     who, why = choose_rater(r, rater)
@@ -111,7 +120,9 @@ def _kappa(a, b) -> float:
     if (t.sum(0) == 0).any() and (t.sum(1) == 0).any() and np.trace(t) == t.sum(): return 1.0   # both constant and equal
     return float(cohens_kappa(t, return_results=False))
 
-def rater_agreement(r:pd.DataFrame, min_shared:int=10) -> pd.DataFrame:
+def rater_agreement(r:pd.DataFrame,   # rater table
+                    min_shared:int=10  # least images a pair of raters must share to get a Cohen's kappa
+                   ) -> pd.DataFrame:
     "Per detail: mean, min and max pairwise Cohen's kappa, and Fleiss' kappa per panel size."
     first = r[r["repeat"] == 0]
     wide = {d: first.pivot(index="image", columns="rater", values=d) for d in DETAILS}
@@ -133,7 +144,9 @@ def rater_agreement(r:pd.DataFrame, min_shared:int=10) -> pd.DataFrame:
         rows.append(row)
     return pd.DataFrame(rows).set_index("detail")
 
-def kappa_with_truth(truth:pd.DataFrame, labels:dict) -> pd.DataFrame:
+def kappa_with_truth(truth:pd.DataFrame, # majority labels, image x details (`majority_truth`)
+                     labels:dict          # labeller name -> its labels, image x details (1 = good)
+                    ) -> pd.DataFrame:
     "Cohen's kappa of each labeller ({name: DataFrame image x details}) with the majority truth, per detail."
     out = {}
     for name, lab in labels.items():

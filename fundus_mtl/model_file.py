@@ -14,6 +14,7 @@ from .config import CLASS_NAMES, DETAILS
 from .files import atomic_torch_save
 from .models import QualityNet, IMAGENET_MEAN, IMAGENET_STD
 from .images import PREPROCESSINGS, preprocessing_name
+from .rundir import MODEL_FILE
 
 # %% auto #0
 __all__ = ['MODEL_FORMAT', 'FORMAT_VERSION', 'CLASS_ORDER', 'DETAIL_MEANING', 'PREPROCESSING', 'REQUIRED', 'DESCRIPTION',
@@ -29,7 +30,10 @@ DESCRIPTION = ("image_size", "class_names", "detail_names", "detail_threshold", 
 
 class ModelFileError(ValueError):
     "A file that is not a fundus_mtl model, with the path and what is missing."
-    def __init__(self, path, reason):
+    def __init__(self, path,  # the file that was refused
+                 reason       # what is wrong with it
+                ):
+        "The error for `path`, saying what is wrong with it."
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
 
@@ -73,7 +77,7 @@ def complete_meta(model:QualityNet, # the network the meta describes
 def export_model(model_or_path,   # a QualityNet (e.g. from `load_model`), or a model.pt written by `fit` or by us
                  path:str|Path,   # the model file to write
                  **info           # image_size, detail_threshold, ... and provenance: preset, setting, model, val_score, ...
-                ) -> Path:
+                ) -> Path: # `path`
     "Write the weights and a complete, plain-data `meta` (description + provenance) to one model file."
     if isinstance(model_or_path, (str, Path)):
         model, meta = load_model_file(model_or_path)
@@ -98,13 +102,13 @@ def export_model(model_or_path,   # a QualityNet (e.g. from `load_model`), or a 
 
 # %% ../nbs/11a_model_file.ipynb #d1c88109
 def _model_path(path) -> Path:
-    "The model file `path` names: itself, or model.pt in a folder (a run folder lists its models in the error)."
+    "The model file `path` names: itself, or the model folder's `MODEL_FILE` (a run folder lists its models in the error)."
     p = Path(path)
     if p.is_dir():
-        if (p/"model.pt").is_file(): return p/"model.pt"
-        found = sorted(str(f) for f in p.rglob("model.pt"))[:6]
+        if (p/MODEL_FILE).is_file(): return p/MODEL_FILE
+        found = sorted(str(f) for f in p.rglob(MODEL_FILE))[:6]
         hint = f"; models under it: {', '.join(found)}" if found else ""
-        raise FileNotFoundError(f"{p} is a folder without model.pt{hint}")
+        raise FileNotFoundError(f"{p} is a folder without {MODEL_FILE}{hint}")
     if not p.exists(): raise FileNotFoundError(f"model file not found: {p}")
     if p.stat().st_size == 0: raise ModelFileError(p, "empty file (0 bytes)")
     return p
@@ -121,7 +125,7 @@ def _not_ours(ck:dict) -> str:
                 f"file also says its backbone, n_classes, n_details and image_size. Write one with export_model(model, path, image_size=...)")
     return f"has entries {keys[:6]} but no 'state_dict' and 'meta': not a fundus_mtl model file (write one with export_model)"
 
-def load_model_file(path:str|Path  # a file from `export_model` or `fit`, or a folder holding model.pt
+def load_model_file(path:str|Path  # a file from `export_model` or `fit`, or a model folder holding one (`MODEL_FILE`)
                    ) -> tuple[QualityNet, dict]:
     "(the QualityNet in eval mode, its complete meta) from a model file, loaded with weights_only=True."
     p = _model_path(path)

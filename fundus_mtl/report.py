@@ -9,9 +9,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 import pandas as pd
 from .files import atomic_write_text
+from .rundir import RunDir
 
 # %% auto #0
-__all__ = ['FIGURE_TITLES', 'md_blocks', 'render_report', 'write_report', 'find_chromium', 'screenshot']
+__all__ = ['FIGURE_TITLES', 'md_blocks', 'render_report', 'write_report', 'find_chromium', 'screenshot', 'check_table',
+           'check_figure']
 
 # %% ../nbs/13_report.ipynb #7d6b16e6
 def _pipe_table(lines:list[str]) -> pd.DataFrame:
@@ -20,7 +22,8 @@ def _pipe_table(lines:list[str]) -> pd.DataFrame:
     head, body = cells[0], [r for r in cells[2:]]
     return pd.DataFrame(body, columns=head)
 
-def md_blocks(text:str) -> list:
+def md_blocks(text:str # Markdown: paragraphs and pipe tables
+             ) -> list:
     "The paragraphs (str) and pipe tables (DataFrame) of a Markdown text, in order."
     out, para, table = [], [], []
     for line in text.splitlines() + [""]:
@@ -56,47 +59,49 @@ def _table_html(path:Path) -> str:
         parts.append(b.to_html(index=False, escape=True, border=0) if isinstance(b, pd.DataFrame) else f"<p class='cap'>{html.escape(b)}</p>")
     return "\n".join(parts)
 
-def render_report(run_dir:str|Path) -> str:
+def render_report(run_dir:str|Path # the run directory
+                 ) -> str:
     "The HTML report of a run directory (whatever it holds so far)."
-    run = Path(run_dir)
-    cfg = json.loads((run/"config.json").read_text()) if (run/"config.json").exists() else {}
-    ledger = json.loads((run/"stages.json").read_text()) if (run/"stages.json").exists() else {}
+    from fundus_mtl.stages import read_ledger
+    run = RunDir(run_dir); root = run.root
+    cfg = json.loads(run.config.read_text()) if run.config.exists() else {}
+    ledger = read_ledger(root)
     from fundus_mtl import __version__
-    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>fundus_mtl run {html.escape(run.name)}</title><style>{_CSS}</style></head><body>",
-         f"<h1>fundus_mtl run <code>{html.escape(run.name)}</code></h1>",
+    h = [f"<!doctype html><html><head><meta charset='utf-8'><title>fundus_mtl run {html.escape(root.name)}</title><style>{_CSS}</style></head><body>",
+         f"<h1>fundus_mtl run <code>{html.escape(root.name)}</code></h1>",
          f"<p>preset <b>{html.escape(str(cfg.get('preset', '?')))}</b>, {html.escape(str(cfg.get('data_source', '?')))} data, "
          f"{cfg.get('image_size', '?')} px; fundus_mtl {__version__}; report written "
          f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.</p>"]
     if ledger:
         st = pd.DataFrame([{"stage": s, "seconds": v.get("seconds"), "peak memory (MB)": v.get("peak_rss_mb"), "finished": v.get("finished"),
-                            "notebook": f"<a href='{html.escape(os.path.relpath(v['notebook'], run))}'>{html.escape(Path(v['notebook']).name)}</a>"
+                            "notebook": f"<a href='{html.escape(os.path.relpath(v['notebook'], root))}'>{html.escape(Path(v['notebook']).name)}</a>"
                             if v.get("notebook") else ""} for s, v in ledger.items()])
         total = sum(v.get("seconds") or 0 for v in ledger.values())
         h += ["<h2>Stages</h2>", st.to_html(index=False, escape=False, border=0), f"<p class='cap'>total {total:.0f} s</p>"]
-    if (run/"student_summary.csv").exists():
-        h += ["<h2>Students at a glance</h2>", pd.read_csv(run/"student_summary.csv").to_html(index=False, border=0)]
-    tables = sorted((run/"tables").glob("*.md"), key=lambda t: (not t.stem.startswith("table"), t.stem)) if (run/"tables").exists() else []   # the paper's tables first
+    if run.student_summary.exists():
+        h += ["<h2>Students at a glance</h2>", pd.read_csv(run.student_summary).to_html(index=False, border=0)]
+    tables = sorted(run.tables.glob("*.md"), key=lambda t: (not t.stem.startswith("table"), t.stem)) if run.tables.exists() else []   # the paper's tables first
     if tables:
         h.append("<h2>Tables</h2>")
         for t in tables: h += [f"<h3>{html.escape(t.stem)}</h3>", _table_html(t)]
-    figs = sorted((run/"figures").glob("*.png")) if (run/"figures").exists() else []
+    figs = sorted(run.figures.glob("*.png")) if run.figures.exists() else []
     if figs:
         h.append("<h2>Figures</h2>")
         for f in figs:
-            h += [f"<h3>{html.escape(_title(f.stem))}</h3>", f"<img src='{html.escape(f.relative_to(run).as_posix())}' alt='{html.escape(f.stem)}'>"]
+            h += [f"<h3>{html.escape(_title(f.stem))}</h3>", f"<img src='{html.escape(f.relative_to(root).as_posix())}' alt='{html.escape(f.stem)}'>"]
             if f.with_suffix(".md").exists(): h.append(f"<p class='cap'>{html.escape(f.with_suffix('.md').read_text().strip())}</p>")   # files.save_figure's caption
-    if (run/"data"/"summary.csv").exists():
-        h += ["<h2>Data</h2>", pd.read_csv(run/"data"/"summary.csv").to_html(index=False, border=0, na_rep="")]
+    if run.data_summary.exists():
+        h += ["<h2>Data</h2>", pd.read_csv(run.data_summary).to_html(index=False, border=0, na_rep="")]
     if cfg:
         h += ["<h2>Config</h2>", pd.DataFrame({"field": list(cfg), "value": [json.dumps(v) for v in cfg.values()]}).to_html(index=False, border=0)]
     h.append("</body></html>")
     return "\n".join(h)
 
-def write_report(run_dir:str|Path) -> Path:
-    "Write `run_dir/report.html` (atomically); returns its path."
-    path = Path(run_dir)/"report.html"
-    atomic_write_text(path, render_report(run_dir))
-    return path
+def write_report(run_dir:str|Path # the run directory
+                ) -> Path:
+    "Write the run's report.html (atomically); returns its path."
+    return atomic_write_text(RunDir(run_dir).report, render_report(run_dir))
+
 
 # %% ../nbs/13_report.ipynb #bc6b40d4
 def find_chromium() -> str|None:
@@ -105,7 +110,12 @@ def find_chromium() -> str|None:
         if p := shutil.which(name): return p
     return None
 
-def screenshot(page:str|Path, png:str|Path, width:int=1280, height:int=2400, timeout:int=120) -> Path:
+def screenshot(page:str|Path,    # an HTML file (e.g. a run's report.html)
+               png:str|Path,     # the PNG to write
+               width:int=1280,   # browser window width, pixels
+               height:int=2400,  # browser window height, pixels (the part of the page captured)
+               timeout:int=120   # seconds before Chromium is given up on
+              ) -> Path:
     "Render `page` (an HTML file) in headless Chromium and save a PNG screenshot."
     exe = find_chromium()
     if not exe: raise FileNotFoundError("no Chromium found: install Debian's `chromium` package to take report screenshots")
@@ -115,3 +125,51 @@ def screenshot(page:str|Path, png:str|Path, width:int=1280, height:int=2400, tim
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0 or not png.exists(): raise RuntimeError(f"chromium failed ({r.returncode}): {r.stderr[-500:]}")
     return png
+
+# %% ../nbs/13_report.ipynb #c4d15b1b
+def _fail(path, why): raise AssertionError(f"{path}: {why}")
+
+def check_table(stem:str|Path,             # a table written by `files.write_table` (or a CSV-only table): the path without extension
+                columns:list|None=None,    # the CSV's columns, in order (None: not checked)
+                rows:int|None=None,        # the CSV's row count (None: at least one row)
+                md:bool=True,              # whether stem.md must exist (False for a CSV-only table)
+                md_rows:int|None=None,     # rows of the first Markdown table (None: at least one)
+                md_columns:list|None=None  # its columns, in order (None: not checked)
+               ) -> pd.DataFrame:
+    "Check a stage's table: the CSV's columns and row count, the .md's caption and first table; returns the CSV."
+    stem = Path(stem); csv = stem.with_name(stem.name + ".csv")
+    if not csv.exists(): _fail(csv, "missing")
+    t = pd.read_csv(csv)
+    if columns is not None and list(t.columns) != list(columns): _fail(csv, f"columns {list(t.columns)}, expected {list(columns)}")
+    if (len(t) != rows) if rows is not None else not len(t): _fail(csv, f"{len(t)} rows, expected {rows if rows is not None else 'at least one'}")
+    if md:
+        mdf = stem.with_name(stem.name + ".md")
+        if not mdf.exists(): _fail(mdf, "missing")
+        blocks = md_blocks(mdf.read_text())
+        if not blocks or not isinstance(blocks[0], str): _fail(mdf, "does not open with a caption")
+        tabs = [b for b in blocks if isinstance(b, pd.DataFrame)]
+        if not tabs: _fail(mdf, "holds no table")
+        if (len(tabs[0]) != md_rows) if md_rows is not None else not len(tabs[0]): _fail(mdf, f"{len(tabs[0])} table rows, expected {md_rows if md_rows is not None else 'at least one'}")
+        if md_columns is not None and list(tabs[0].columns) != list(md_columns): _fail(mdf, f"columns {list(tabs[0].columns)}, expected {list(md_columns)}")
+    return t
+
+def check_figure(png:str|Path,         # a figure written by `files.save_figure`
+                 min_px:int=200,       # the least width and height, in pixels
+                 max_px:int=10_000,    # the most
+                 min_bytes:int=10_000  # the least file size
+                ) -> tuple[int, int]:
+    "Check a stage's figure: a PNG of sensible size in pixels, not blank, with its caption .md beside it; returns (width, height)."
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+    png = Path(png)
+    if not png.exists(): _fail(png, "missing")
+    if png.stat().st_size <= min_bytes: _fail(png, f"{png.stat().st_size} bytes, expected more than {min_bytes}")
+    try:
+        with Image.open(png) as im: fmt, (w, h), grey = im.format, im.size, np.asarray(im.convert("L"))
+    except UnidentifiedImageError: _fail(png, "not an image")
+    if fmt != "PNG": _fail(png, f"a {fmt} image, not PNG")
+    if not (min_px <= min(w, h) and max(w, h) <= max_px): _fail(png, f"{w} x {h} pixels, expected {min_px} to {max_px} a side")
+    if grey.std() < 1: _fail(png, "blank: one colour throughout")
+    cap = png.with_suffix(".md")
+    if not cap.exists() or not cap.read_text().strip(): _fail(cap, "caption missing or empty")
+    return w, h
