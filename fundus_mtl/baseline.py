@@ -26,13 +26,15 @@ __all__ = ['trunk_features', 'feature_model', 'fit_linear', 'full_proba', 'train
 # %% ../nbs/07c_baseline.ipynb #7659399c
 def trunk_features(model, # a QualityNet
                    ds,    # dataset of (uint8 C×H×W image, targets)
-                   cfg:Config
+                   cfg:Config # device, precision, batch_size and num_workers of the pass
                   ) -> np.ndarray:
     "Pooled trunk features (N, dim) of every image of `ds`, in fp32 numpy (`inference.infer`)."
     return infer(model, ds, cfg, features=True, heads=False)["features"]
 
 # %% ../nbs/07c_baseline.ipynb #95dc718f
-def feature_model(cfg:Config, st_dir:str|Path|None=None) -> tuple:
+def feature_model(cfg:Config,                 # the run's Config: weights and backbone (and what `load_model` needs)
+                  st_dir:str|Path|None=None   # the ST model folder for the linear probe (None: ImageNet features or an error)
+                 ) -> tuple:
     "(model, label): ImageNet features when cfg.weights is 'imagenet' or the hub cache has them, else the ST model in `st_dir`."
     from fundus_mtl.train import load_model
     if str(cfg.weights).lower() in ("imagenet", "none"):
@@ -46,10 +48,13 @@ def feature_model(cfg:Config, st_dir:str|Path|None=None) -> tuple:
     return load_model(st_dir, cfg), f"linear probe: trained ST {cfg.backbone} features + logistic regression (no ImageNet weights)"
 
 # %% ../nbs/07c_baseline.ipynb #9ade3a57
-def fit_linear(X_train, y_train, X_val, y_val,
-               n_classes:int,
+def fit_linear(X_train,       # (N, dim) training features
+               y_train,       # (N,) their canonical labels
+               X_val,         # (M, dim) validation features
+               y_val,         # (M,) their canonical labels: C is chosen by F1 on them
+               n_classes:int, # 3 (macro F1) or 2 (bad-positive F1)
                Cs=(0.001, 0.01, 0.1, 1.0, 10.0), # inverse regularisation strengths tried
-               seed:int=0,
+               seed:int=0,    # random_state of the logistic regression
                class_weight:str|None=None # None, or "balanced" (the students' `class_weight`)
               ) -> tuple:
     "Standardised logistic regression with C chosen by validation F1: (pipeline, chosen C, {C: val F1})."
@@ -74,7 +79,9 @@ def full_proba(clf,          # a fitted scikit-learn classifier (`fit_linear`)
     return p
 
 # %% ../nbs/07c_baseline.ipynb #08ee0b3e
-def train_baseline(cfg:Config, setting:str) -> dict:
+def train_baseline(cfg:Config,  # the run's Config: run_dir, seed, class_weight, and the model and feature settings
+                   setting:str  # a task-B setting, e.g. eyeq
+                  ) -> dict:
     "Fit and write the baseline of `setting` (run_dir/evaluation/<setting>/baseline/); returns its info."
     from fundus_mtl.student import setting_data, model_dir
     d = setting_data(cfg, setting)

@@ -40,7 +40,10 @@ def detail_targets(p:np.ndarray,        # (N, D) Teacher P(good) per detail
     return out
 
 # %% ../nbs/06a_distill.ipynb #d4746ece
-def true_details(cfg:Config, setting:str, images) -> np.ndarray:
+def true_details(cfg:Config,  # a Config with data_source 'synthetic' (data_dir, preset and seed locate the sets)
+                 setting:str, # a task-B setting, e.g. eyeq
+                 images       # the set's image names or paths (matched by file stem)
+                ) -> np.ndarray:
     "(N, D) true details (1 = good) of the synthetic task-B `images` of `setting` (generator truth)."
     if cfg.data_source != "synthetic":
         raise ValueError(f"detail_labels='true' needs synthetic task-B sets with known details; data_source={cfg.data_source!r} has none")
@@ -58,7 +61,7 @@ def true_details(cfg:Config, setting:str, images) -> np.ndarray:
 def budget_rows(labels:np.ndarray,  # canonical overall labels aligned with the cache
                 rows:np.ndarray,    # the training rows
                 fraction:float,     # share of them that keep their label, in (0, 1]
-                seed:int=0
+                seed:int=0          # the run's seed (`Config.seed`): the same draw for every variant
                ) -> np.ndarray:
     "The sorted training rows that keep their overall label under a label budget (stratified by class)."
     if not 0 < fraction <= 1: raise ValueError(f"label_budget must be in (0, 1], got {fraction}")
@@ -73,7 +76,8 @@ def budget_rows(labels:np.ndarray,  # canonical overall labels aligned with the 
     return np.sort(np.concatenate(keep))
 
 # %% ../nbs/06a_distill.ipynb #24c191c3
-def pool_paths(cfg:Config) -> list[str]:
+def pool_paths(cfg:Config # a Config: unlabeled_pool (a folder, relative to data_root, or 'synthetic') and n_pool
+              ) -> list[str]:
     "Image files of the unlabelled pool of `cfg` (empty when `unlabeled_pool` is '')."
     if not cfg.unlabeled_pool: return []
     if cfg.unlabeled_pool == "synthetic":
@@ -87,7 +91,9 @@ def pool_paths(cfg:Config) -> list[str]:
     if not files: raise ValueError(f"unlabelled pool folder {d} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
     return files
 
-def pool_data(cfg:Config, progress:bool=False) -> tuple[CachedImages, pd.DataFrame]:
+def pool_data(cfg:Config,          # the run's Config: unlabeled_pool, image size, data_dir, and run_dir with the Teacher
+              progress:bool=False  # show the cache builder's progress bar
+             ) -> tuple[CachedImages, pd.DataFrame]:
     "The pool's cached images and the Teacher's probabilities and pseudo-labels for its readable images (cached in the run)."
     paths = pool_paths(cfg)
     if not paths: raise ValueError("no unlabelled pool configured (Config.unlabeled_pool is '')")
@@ -105,7 +111,9 @@ def pool_data(cfg:Config, progress:bool=False) -> tuple[CachedImages, pd.DataFra
     atomic_write_text(f, out.to_csv(index=False))
     return cache, out
 
-def pool_dataset(cfg:Config, transform=None) -> CachedDataset:
+def pool_dataset(cfg:Config,     # the run's Config: unlabeled_pool, pseudo_targets, rank_weight
+                 transform=None  # augmentation of the training images (None: none)
+                ) -> CachedDataset:
     "The pool as a training dataset: its Teacher detail targets (per `pseudo_targets`, `rank_weight`) and overall = UNLABELED."
     cache, pl = pool_data(cfg)
     p = np.full((len(cache.images), len(DETAILS)), 0.5, np.float32)

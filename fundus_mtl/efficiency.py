@@ -22,7 +22,8 @@ from .agreement import expected_class, correlation_rows
 __all__ = ['default_pool', 'items', 'verdicts', 'reference', 'item_table', 'pseudo_label_noise', 'write_item']
 
 # %% ../nbs/14_label_efficiency.ipynb #970aa2e1
-def default_pool(cfg:Config) -> str:
+def default_pool(cfg:Config # the run's Config: its data_source decides the pool
+                ) -> str:
     "The unlabelled pool item 6 uses: generated images (synthetic), eyepacs-unlabeled256 (real), none otherwise."
     return {"synthetic": "synthetic", "real": "eyepacs-unlabeled256"}.get(cfg.data_source, "")
 

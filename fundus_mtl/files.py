@@ -84,7 +84,7 @@ def write_table(stem:str|Path,   # path without extension: writes stem.csv and s
 def save_figure(fig,                # a matplotlib figure
                 path:str|Path,      # the .png file
                 caption:str|None=None, # what it shows; written to the .md beside it
-                dpi:int=150
+                dpi:int=150         # resolution of the PNG (dots per inch)
                ) -> Path:
     "Save `fig` as a PNG atomically (and its caption as `.md` beside it); returns the PNG path."
     path = Path(path)

@@ -84,7 +84,7 @@ def make_loader(ds,                      # dataset of (uint8 C×H×W image, dict
 
 def to_device(x:torch.Tensor,        # uint8 N×3×H×W batch from `make_loader`
               targets:dict,          # its targets (tensors)
-              device:torch.device,
+              device:torch.device,   # where the model runs (`resolve_device`)
               channels_last:bool     # from `prepare_model`
              ) -> tuple[torch.Tensor, dict]:
     "A uint8 batch and its targets on `device`, the images normalised (and channels_last)."
@@ -95,7 +95,7 @@ def to_device(x:torch.Tensor,        # uint8 N×3×H×W batch from `make_loader`
 # %% ../nbs/03b_inference.ipynb #81ec3733
 def forward(model:torch.nn.Module,  # a QualityNet in eval mode (or any module returning a dict of logits with a `.trunk`)
             x:torch.Tensor,         # normalised float batch on the model's device
-            device:torch.device,
+            device:torch.device,    # where the model runs (`resolve_device`)
             precision:str,          # fp32 | bf16 | amp
             features:bool=False,    # also return the trunk's pooled features (N, dim) as `features`
             maps:bool=False         # also return the last block's maps (N, C, h, w) as `maps` (ResNet trunks)

@@ -26,7 +26,7 @@ def overall_f1(probs:np.ndarray, # (N, C) class probabilities, canonical order (
 # %% ../nbs/04b_metrics.ipynb #90935311
 def detail_f1(probs:np.ndarray, # (N, 3) probabilities that each detail is good
               y:np.ndarray,     # (N, 3) detail labels, 1 = good, 0 = bad
-              threshold:float=0.5
+              threshold:float=0.5 # a detail is predicted bad when its probability of good is below this
              ) -> np.ndarray:
     "Per-detail F1 with bad as the positive class (an undefined F1 counts 0)."
     bad_pred = np.asarray(probs) < threshold; bad = np.asarray(y) == 0
@@ -65,12 +65,18 @@ def overall_scores(y, # canonical labels (N,)
         p, r, f, _ = precision_recall_fscore_support(y, pred, labels=list(range(n_classes)), average="macro", zero_division=0)
     return dict(F1=float(f), Pr=float(p), Re=float(r), Acc=float(accuracy_score(y, pred)))
 
-def per_class_f1(y, pred, n_classes:int) -> dict:
+def per_class_f1(y,            # canonical labels (N,)
+                 pred,         # predicted canonical classes (N,)
+                 n_classes:int # 3 or 2: the classes scored, named by `CLASS_NAMES`
+                ) -> dict:
     "One-vs-rest F1 of every class, by class name (Table 3)."
     f = f1_score(np.asarray(y).astype(int), np.asarray(pred).astype(int), labels=list(range(n_classes)), average=None, zero_division=0)
     return {name: float(v) for name, v in zip(CLASS_NAMES[n_classes], f)}
 
-def good_vs_rest_f1(y, pred, n_classes:int) -> float:
+def good_vs_rest_f1(y,            # canonical labels (N,)
+                    pred,         # predicted canonical classes (N,)
+                    n_classes:int # 3 or 2: good is the last class
+                   ) -> float:
     "F1 of detecting the good class against the rest (Yi et al.'s binary setting, section 4.1): equals the good class's one-vs-rest F1."
     g = n_classes - 1
     return float(f1_score(np.asarray(y) == g, np.asarray(pred) == g, zero_division=0))
@@ -78,7 +84,7 @@ def good_vs_rest_f1(y, pred, n_classes:int) -> float:
 # %% ../nbs/04b_metrics.ipynb #c3fd58d4
 def confusions(y:np.ndarray,      # canonical labels (N,)
                pred:np.ndarray,   # predicted classes (N,)
-               n_classes:int,
+               n_classes:int,     # K: the matrices are K×K
                idx:np.ndarray|None=None  # (B, N) resampled row indices, or None for the data as given
               ) -> np.ndarray:
     "Confusion counts (rows = truth, columns = prediction): (K, K), or (B, K, K) for resamples `idx`."
@@ -107,14 +113,18 @@ def scores_from_confusion(cm:np.ndarray # (K, K) or (B, K, K) confusion counts
 # %% ../nbs/04b_metrics.ipynb #d03eca2f
 def detail_scores(y, # (N, 3) true details, 1 = good, 0 = bad
                   p, # (N, 3) predicted probabilities that each detail is good
-                  threshold:float=0.5
+                  threshold:float=0.5 # a detail is predicted good when its probability is at least this
                  ) -> pd.DataFrame:
     "F1, Pr, Re (bad = positive) of each detail: one row per detail."
     y, pred = np.asarray(y).astype(int), (np.asarray(p) >= threshold).astype(int)
     rows = {d: {k: v for k, v in overall_scores(y[:, j], pred[:, j], 2).items() if k != "Acc"} for j, d in enumerate(DETAILS)}
     return pd.DataFrame.from_dict(rows, orient="index")
 
-def confusion_table(y, pred, n_classes:int, normalize:bool=True) -> pd.DataFrame:
+def confusion_table(y,                  # canonical labels (N,)
+                    pred,               # predicted canonical classes (N,)
+                    n_classes:int,      # 3 or 2: rows and columns, named by `CLASS_NAMES`
+                    normalize:bool=True # divide each row by its count (False: raw counts)
+                   ) -> pd.DataFrame:
     "Confusion matrix (rows: truth, columns: prediction), row-normalised by default (Figure 3)."
     cm = confusion_matrix(np.asarray(y).astype(int), np.asarray(pred).astype(int), labels=list(range(n_classes)),
                           normalize="true" if normalize else None)

@@ -21,11 +21,13 @@ from .rundir import RunDir
 __all__ = ['synth_dir', 'dataset_tables', 'data_summary', 'data_lock', 'prepare_data', 'load_prepared']
 
 # %% ../nbs/02d_prepare.ipynb #56f54789
-def synth_dir(cfg:Config) -> Path:
+def synth_dir(cfg:Config # a Config: data_dir, preset and seed
+             ) -> Path:
     "Where the synthetic sets of this config live (shared by runs of the same preset and seed)."
     return Path(cfg.data_dir)/"synth"/f"{cfg.preset}-seed{cfg.seed}"
 
-def dataset_tables(cfg:Config) -> dict[str, pd.DataFrame]:
+def dataset_tables(cfg:Config # the run's Config: data_source, data_root, data_dir, settings, seed and split shares
+                  ) -> dict[str, pd.DataFrame]:
     "The canonical tables (with splits) of every set the run uses: the detail set, each task-B setting of `cfg.settings` (read by its `registry.Setting`), and the EyeQ-D-like set when the source has one."
     root, src, out = Path(cfg.data_root), cfg.data_source, {}
     settings = [get_setting(s) for s in cfg.settings]
@@ -50,7 +52,8 @@ def dataset_tables(cfg:Config) -> dict[str, pd.DataFrame]:
     return out
 
 # %% ../nbs/02d_prepare.ipynb #f778dde9
-def data_summary(tables:dict) -> pd.DataFrame:
+def data_summary(tables:dict # set name -> canonical table with a `split` column (`dataset_tables`)
+                ) -> pd.DataFrame:
     "Counts per set and split: images, each overall class, and bad images per detail."
     rows = []
     for name, df in tables.items():
@@ -69,7 +72,8 @@ def data_summary(tables:dict) -> pd.DataFrame:
 
 # %% ../nbs/02d_prepare.ipynb #fc602c87
 @contextmanager
-def data_lock(data_dir:str|Path):
+def data_lock(data_dir:str|Path # the data folder (`Config.data_dir`; created), which holds the lock file `.lock`
+             ):
     "An exclusive lock on the data folder (blocks until free)."
     Path(data_dir).mkdir(parents=True, exist_ok=True)
     with open(Path(data_dir)/".lock", "w") as f:
@@ -77,7 +81,9 @@ def data_lock(data_dir:str|Path):
         try: yield
         finally: fcntl.flock(f, fcntl.LOCK_UN)
 
-def prepare_data(cfg:Config, progress:bool=True) -> dict:
+def prepare_data(cfg:Config,          # the run's Config: its sets, image size, equalize, data_dir and run_dir
+                 progress:bool=True   # show the cache builder's progress bars
+                ) -> dict:
     "Build the run's tables and caches; returns the manifest written to `run_dir/data/manifest.json`."
     t0 = time.time()
     with data_lock(cfg.data_dir):
@@ -97,7 +103,9 @@ def prepare_data(cfg:Config, progress:bool=True) -> dict:
     return manifest
 
 # %% ../nbs/02d_prepare.ipynb #22feb396
-def load_prepared(cfg:Config, name:str) -> tuple[pd.DataFrame, CachedImages]:
+def load_prepared(cfg:Config, # a Config whose run_dir holds a prepared run (and whose data_dir holds its cache)
+                  name:str    # a set of the run: detail, eyeqd or a task-B setting
+                 ) -> tuple[pd.DataFrame, CachedImages]:
     "The table of set `name` of a prepared run and its cached images (same row order)."
     p = Path(cfg.run_dir)/"data"/"manifest.json"
     if not p.exists(): raise FileNotFoundError(f"run {cfg.run_dir} has no prepared data: run the 'data' stage first")

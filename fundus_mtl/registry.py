@@ -32,11 +32,17 @@ class Setting:
         "Number of overall classes (2 or 3)."
         return len(self.classes)
 
-    def folder(self, cfg, root:str|Path) -> Path:
+    def folder(self,
+               cfg,            # a Config: its data_source picks the reader kind (`SOURCE_KINDS`)
+               root:str|Path   # the synthetic sets' folder (`prepare.synth_dir`) or `Config.data_root`
+              ) -> Path:
         "Where this setting's files are for `cfg.data_source`, under `root` (the synthetic sets' folder or data_root)."
         return Path(root)/self._reader(cfg)[0]
 
-    def read(self, cfg, root:str|Path) -> pd.DataFrame:
+    def read(self,
+             cfg,            # a Config: data_source picks the reader; the reader uses its split shares and seed
+             root:str|Path   # the synthetic sets' folder (`prepare.synth_dir`) or `Config.data_root`
+            ) -> pd.DataFrame:
         "The canonical table (with splits) of this setting for `cfg.data_source`, read from under `root`."
         folder, reader = self._reader(cfg)
         return reader(cfg, Path(root)/folder)

@@ -17,7 +17,9 @@ STUDENTS = ("st", "mt", "st_ext")   # the students of a setting, in the paper's 
 class RunDir:
     "Every path of a run directory, by name: the one place the run's layout is spelled."
     def __init__(self, root:str|Path # the run directory (`Config.run_dir`)
-                ): self.root = Path(root)
+                ):
+        "The paths of the run directory `root` (nothing is created)."
+        self.root = Path(root)
     def __repr__(self): return f"RunDir({str(self.root)!r})"
     def __truediv__(self, other): return self.root/other
     config = property(lambda self: self.root/"config.json", doc="the run's Config as JSON")
@@ -55,20 +57,29 @@ def _student_dir(self:RunDir, setting:str, # a task-B setting, e.g. eyeq
     "The folder of student `name` of `setting` (for MT: the λ grid's parent folder, holding chosen.json and the chosen model's predictions)."
     return self.root/setting/_student(name)
 
-def _mt_candidate(self:RunDir, setting:str, lambda_a:float, lambda_b:float) -> Path:
+def _mt_candidate(self:RunDir,
+                  setting:str,     # a task-B setting, e.g. eyeq
+                  lambda_a:float,  # λ_A, the weight of the detail loss
+                  lambda_b:float   # λ_B, the weight of the overall loss
+                 ) -> Path:
     "The model folder of MT trained with (λ_A, λ_B)."
     return self.student_dir(setting, "mt")/f"lambda_{lambda_a:g}_{lambda_b:g}"
 
-def _chosen(self:RunDir, setting:str) -> Path:
+def _chosen(self:RunDir, setting:str # a task-B setting, e.g. eyeq
+           ) -> Path:
     "The file recording MT's λ chosen on validation F1."
     return self.student_dir(setting, "mt")/"chosen.json"
 
-def _evaluation(self:RunDir, setting:str, model:str # baseline, or a student whose extra predictions the evaluation writes
+def _evaluation(self:RunDir,
+                setting:str, # a task-B setting, e.g. eyeq
+                model:str    # baseline, or a student whose extra predictions the evaluation writes
                ) -> Path:
     "The evaluation stage's folder of `model` in `setting`."
     return self.root/"evaluation"/setting/model
 
-def _efficiency(self:RunDir, setting:str, variant:str|None=None # a variant's folder name (`14_label_efficiency.variant_name`)
+def _efficiency(self:RunDir,
+                setting:str,            # a task-B setting, e.g. eyeq
+                variant:str|None=None   # a variant's folder name (`14_label_efficiency.variant_name`)
                ) -> Path:
     "The label-efficiency stage's folder of `setting` (or of one variant)."
     d = self.root/"efficiency"/setting
@@ -78,7 +89,8 @@ RunDir.set_table, RunDir.teacher_predictions, RunDir.student_dir = _set_table, _
 RunDir.mt_candidate, RunDir.chosen, RunDir.evaluation, RunDir.efficiency = _mt_candidate, _chosen, _evaluation, _efficiency
 
 # %% ../nbs/00b_rundir.ipynb #3cea7a3d
-def _chosen_lambdas(self:RunDir, setting:str) -> tuple[float, float]:
+def _chosen_lambdas(self:RunDir, setting:str # a task-B setting, e.g. eyeq
+                   ) -> tuple[float, float]:
     "(λ_A, λ_B) the student stage chose for `setting` on validation F1."
     f = self.chosen(setting)
     if not f.exists(): raise FileNotFoundError(f"{f} is missing: run the student stage first")

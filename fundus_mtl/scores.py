@@ -87,7 +87,7 @@ def read_labels(path:str|Path # EyeQ, EyeQ-D, DeepDRiD label file, or one of our
 # %% ../nbs/07a_scores.ipynb #63d9434b
 def join_predictions(labels:pd.DataFrame, # from `read_labels`
                      preds:pd.DataFrame,  # from `read_predictions`
-                     check_encoding:bool=True
+                     check_encoding:bool=True # refuse labels that agree far better with the reversed predictions (30 joined images or more)
                     ) -> tuple[pd.DataFrame, list, list]:
     "Predictions joined with labels by image name: (joined table, images without prediction, predictions without label)."
     n = sum(c.startswith("p_") for c in preds.columns)
@@ -106,7 +106,9 @@ def join_predictions(labels:pd.DataFrame, # from `read_labels`
     return j, missing, extra
 
 # %% ../nbs/07a_scores.ipynb #f167621f
-def evaluate_files(labels:str|Path, predictions:str|Path) -> dict:
+def evaluate_files(labels:str|Path,      # a label file (`read_labels`: EyeQ, EyeQ-D, DeepDRiD or ours)
+                   predictions:str|Path  # a predictions file (`read_predictions`: EyeQ/MCF-Net style or ours)
+                  ) -> dict:
     "Scores of a prediction file against a label file; see `join_predictions` for the checks."
     lab, enc = read_labels(labels)
     pr = read_predictions(predictions)

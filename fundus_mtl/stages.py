@@ -89,7 +89,9 @@ def record_stage(run_dir:str|Path,  # the run directory
 class PeakMemory:
     "Peak memory (MB) of this process' descendants while the block runs (a stage's kernel and its loader workers)."
     def __init__(self, interval:float=2.0  # seconds between two samples of /proc
-                ): self.interval, self.peak_mb = interval, None
+                ):
+        "A sampler of the block's peak memory; `peak_mb` is set when the block ends (None elsewhere than Linux)."
+        self.interval, self.peak_mb = interval, None
 
     @staticmethod
     def _descendants(root:int) -> list[int]:

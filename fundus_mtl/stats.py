@@ -29,7 +29,11 @@ def _metric_table(s:dict, n_classes:int) -> dict:
         for k, name in enumerate(CLASS_NAMES[n_classes]): out[f"F1_{name}"] = s["per_class_F1"][..., k]
     return out
 
-def bootstrap_scores(y, pred, n_classes:int, idx:np.ndarray) -> tuple[dict, dict]:
+def bootstrap_scores(y,              # canonical labels (N,)
+                     pred,           # predicted classes (N,)
+                     n_classes:int,  # 3 (macro averages, per-class F1) or 2 (bad = positive)
+                     idx:np.ndarray  # (B, N) resampled row indices (`bootstrap_indices`)
+                    ) -> tuple[dict, dict]:
     "Point scores on the data as given, and the (B,) replicate scores on resamples `idx`."
     point = _metric_table(scores_from_confusion(confusions(y, pred, n_classes)), n_classes)
     reps = _metric_table(scores_from_confusion(confusions(y, pred, n_classes, idx)), n_classes)
@@ -56,16 +60,25 @@ def _ci(reps:np.ndarray, alpha:float) -> tuple[float, float]:
     lo, hi = np.quantile(reps, [alpha / 2, 1 - alpha / 2])
     return float(lo), float(hi)
 
-def bootstrap_ci(y, pred, n_classes:int, B:int=1000, seed:int=0, alpha:float=0.05) -> pd.DataFrame:
+def bootstrap_ci(y,                # canonical labels (N,)
+                 pred,             # predicted classes (N,)
+                 n_classes:int,    # 3 (macro averages, per-class F1) or 2 (bad = positive)
+                 B:int=1000,       # number of resamples (`Config.bootstrap`)
+                 seed:int=0,       # seed of the resamples (`Config.seed`)
+                 alpha:float=0.05  # the CI covers 1 − alpha
+                ) -> pd.DataFrame:
     "Each metric of one model with its (1 − alpha) percentile bootstrap CI."
     point, reps = bootstrap_scores(y, pred, n_classes, bootstrap_indices(len(y), B, seed))
     return pd.DataFrame([dict(metric=m, value=v, lo=_ci(reps[m], alpha)[0], hi=_ci(reps[m], alpha)[1]) for m, v in point.items()]).set_index("metric")
 
-def compare(y,               # canonical labels (N,)
-            pred_a, pred_b,  # predicted classes of models A and B on the same images
-            n_classes:int,
-            B:int=1000, seed:int=0, alpha:float=0.05,
-            alternative:str="two-sided"
+def compare(y,                 # canonical labels (N,)
+            pred_a,            # predicted classes of model A (N,)
+            pred_b,            # predicted classes of model B on the same images (N,)
+            n_classes:int,     # 3 (macro averages, per-class F1) or 2 (bad = positive)
+            B:int=1000,        # number of resamples, the same for both models (`Config.bootstrap`)
+            seed:int=0,        # seed of the resamples (`Config.seed`)
+            alpha:float=0.05,  # the CIs cover 1 − alpha
+            alternative:str="two-sided"  # of the p-values: two-sided, greater (A > B) or less (A < B)
            ) -> pd.DataFrame:
     "Paired bootstrap comparison of A and B: per metric, A and B with CIs, A − B with CI, Wilcoxon and bootstrap p."
     y, pred_a, pred_b = (np.asarray(v).astype(int) for v in (y, pred_a, pred_b))
@@ -81,11 +94,17 @@ def compare(y,               # canonical labels (N,)
     return pd.DataFrame(rows).set_index("metric")
 
 # %% ../nbs/07b_stats.ipynb #8be481fe
-def p_value(row, sig_test:str="wilcoxon") -> float:
+def p_value(row,                   # a row of `compare` (with p_wilcoxon and p_boot)
+            sig_test:str="wilcoxon" # wilcoxon | bootstrap (`Config.sig_test`)
+           ) -> float:
     "The p-value of the chosen test (wilcoxon | bootstrap) from a `compare` row."
     if sig_test not in ("wilcoxon", "bootstrap"): raise ValueError(f"sig_test must be wilcoxon or bootstrap, not {sig_test!r}")
     return float(row["p_wilcoxon" if sig_test == "wilcoxon" else "p_boot"])
 
-def mark(value:float, p:float|None=None, alpha:float=0.05, digits:int=3) -> str:
+def mark(value:float,          # the score to print
+         p:float|None=None,     # its p-value (None: no test, no mark)
+         alpha:float=0.05,      # significance level
+         digits:int=3           # decimals printed
+        ) -> str:
     "`value` rounded, with '*' when p < alpha."
     return f"{value:.{digits}f}" + ("*" if p is not None and p < alpha else "")
