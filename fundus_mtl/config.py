@@ -94,7 +94,7 @@ PRESETS = {
                  n_deepdrid=(120, 40, 40), n_eyeqd=160, epochs_teacher=2, epochs_st=2, epochs_mt=2,
                  bootstrap=200, budget_seeds=(0,)),
     "demo": dict(image_size=112, synth_size=256, n_detail=400, n_eyeq_train=700, n_eyeq_test=400,
-                 n_deepdrid=(300, 100, 100), n_eyeqd=160, epochs_teacher=6, epochs_st=5, epochs_mt=3,
+                 n_deepdrid=(300, 100, 100), n_eyeqd=160, epochs_teacher=10, epochs_st=5, epochs_mt=3,
                  lambda_grid=((1.0, 1.0),), bootstrap=1000, num_workers=1),
     "real": dict(data_source="real", image_size=160, epochs_teacher=15, epochs_st=15, epochs_mt=10,
                  lambda_grid=((1.0, 1.0), (0.5, 1.0)), bootstrap=1000, num_workers=1, class_weight="balanced",
