@@ -35,6 +35,7 @@ class RunDir:
     tables = property(lambda self: self.root/"tables", doc="every table: <stem>.csv and <stem>.md")
     figures = property(lambda self: self.root/"figures", doc="every figure: <stem>.png and its caption <stem>.md")
     pool = property(lambda self: self.root/"pool", doc="the unlabelled pool's pseudo-labels")
+    gradcam = property(lambda self: self.root/"gradcam", doc="the GradCAM stage's per-image CAM masses")
 
 # %% ../nbs/00b_rundir.ipynb #0ae257bb
 def _student(name:str) -> str:
@@ -85,7 +86,16 @@ def _efficiency(self:RunDir,
     d = self.root/"efficiency"/setting
     return d/variant if variant else d
 
+def _variant_predictions(self:RunDir, setting:str, # a task-B setting
+                         variant:str,                # the variant's folder name
+                         model:str,                  # st | mt
+                         split:str="test"            # test, or detail (MT's detail predictions)
+                        ) -> Path:
+    "The predictions of a label-efficiency variant's student."
+    return self.efficiency(setting, variant)/_student(model)/f"predictions_{split}.csv"
+
 RunDir.set_table, RunDir.teacher_predictions, RunDir.student_dir = _set_table, _teacher_predictions, _student_dir
+RunDir.variant_predictions = _variant_predictions
 RunDir.mt_candidate, RunDir.chosen, RunDir.evaluation, RunDir.efficiency = _mt_candidate, _chosen, _evaluation, _efficiency
 
 # %% ../nbs/00b_rundir.ipynb #3cea7a3d

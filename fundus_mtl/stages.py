@@ -10,6 +10,7 @@ from pathlib import Path
 from .config import Config, project_root
 from .files import atomic_write_text
 from .registry import SETTINGS
+from .rundir import RunDir
 
 # %% auto #0
 __all__ = ['STAGES', 'STAGE_OUTPUTS', 'OPTIONAL_STAGES', 'clear_stage', 'notebooks_dir', 'available_stages', 'read_ledger',
@@ -27,9 +28,10 @@ STAGES = {  # stage name -> notebook in nbs/
     "efficiency": "14_label_efficiency.ipynb",
 }
 
+_RUN = RunDir("")   # the run layout's names, relative to a run directory
 STAGE_OUTPUTS = {  # what each stage writes in the run directory: cleared before the stage is redone
-    "data": ["data"], "teacher": ["teacher", "pseudo_labels.csv"],
-    "student": [*SETTINGS, "student_summary.csv"],   # one folder per registered task-B setting (01d_registry)
+    "data": ["data"], "teacher": ["teacher", _RUN.pseudo_labels.name],
+    "student": [*SETTINGS, _RUN.student_summary.name],   # one folder per registered task-B setting (01d_registry)
     "evaluation": ["evaluation", "tables/table[234]_*", "figures/fig3_*"],
     "gradcam": ["gradcam", "tables/cam_*", "tables/gradcam_*", "figures/fig4_*", "figures/fig5_*"],
     "tsne": ["tables/tsne_*", "figures/fig6_*", "figures/fig7_*"],

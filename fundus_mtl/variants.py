@@ -53,7 +53,8 @@ def train_variant(cfg:Config,           # the run's config
     if v == cfg: return {m: pd.read_csv(run.predictions(setting, m), dtype={"image": str}) for m in ("st", "mt")}
     out = run.efficiency(setting, variant_name(switches))
     new_st = any(getattr(v, k) != getattr(cfg, k) for k in ST_SWITCHES)
-    files = {"st": out/"st"/"predictions_test.csv" if new_st else run.predictions(setting, "st"), "mt": out/"mt"/"predictions_test.csv"}
+    name = variant_name(switches)
+    files = {"st": run.variant_predictions(setting, name, "st") if new_st else run.predictions(setting, "st"), "mt": run.variant_predictions(setting, name, "mt")}
     if not all(f.exists() for f in files.values()):
         d = setting_data(v, setting)
         if new_st:
@@ -74,7 +75,7 @@ def variant_detail_predictions(cfg:Config,   # the run's config
     if variant_cfg(cfg, switches) == cfg:
         f, mdir = run.predictions(setting, "mt", "detail"), model_dir(cfg, setting, "mt")
     else:
-        mdir = run.efficiency(setting, variant_name(switches))/"mt"; f = mdir/"predictions_detail.csv"
+        f = run.variant_predictions(setting, variant_name(switches), "mt", "detail"); mdir = f.parent
     if not f.exists(): atomic_write_csv(f, detail_predictions(cfg, load_model(mdir, cfg), "detail", "test"))
     return pd.read_csv(f, dtype={"image": str})
 
