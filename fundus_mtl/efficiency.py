@@ -19,14 +19,9 @@ from .variants import variant_cfg, train_variant, variant_detail_predictions, de
 from .agreement import expected_class, correlation_rows
 
 # %% auto #0
-__all__ = ['default_pool', 'items', 'verdicts', 'reference', 'item_table', 'pseudo_label_noise', 'write_item']
+__all__ = ['items', 'verdicts', 'reference', 'item_table', 'pseudo_label_noise', 'write_item']
 
 # %% ../nbs/14_label_efficiency.ipynb #970aa2e1
-def default_pool(cfg:Config # the run's Config: its data_source decides the pool
-                ) -> str:
-    "The unlabelled pool item 6 uses: generated images (synthetic), eyepacs-unlabeled256 (real), none otherwise."
-    return {"synthetic": "synthetic", "real": "eyepacs-unlabeled256"}.get(cfg.data_source, "")
-
 def items(cfg:Config # the run's config (data source, rank_gap, settings)
          ) -> dict:
     "The label-efficiency items of this chapter: {table stem: spec}."
@@ -44,14 +39,6 @@ def items(cfg:Config # the run's config (data source, rank_gap, settings)
                           variants={"MT (paper)": {}, "MT + pool": dict(unlabeled_pool=default_pool(cfg))}, settings=tuple(s for s in cfg.settings if get_setting(s).takes_pool),
                           skip=None if default_pool(cfg) else f"no unlabelled pool for data_source={cfg.data_source!r}"),
     }
-
-def _aligned(preds:dict, keys=("image", "label")) -> dict:
-    "Prediction tables sorted by image; they must agree on `keys` (the test images and their labels)."
-    out = {m: p.sort_values("image").reset_index(drop=True) for m, p in preds.items()}
-    ref = next(iter(out.values()))
-    for m, p in out.items():
-        if not all(p[k].equals(ref[k]) for k in keys): raise ValueError(f"{m}: different test images or labels than {next(iter(out))}: stale predictions, delete run_dir/efficiency")
-    return out
 
 def verdicts(long:pd.DataFrame,  # rows with setting, model, reference, metric, value, diff, diff_lo, diff_hi, p_boot
              cfg:Config,         # alpha
