@@ -85,10 +85,15 @@ def good_vs_rest_f1(y,            # canonical labels (N,)
 def confusions(y:np.ndarray,      # canonical labels (N,)
                pred:np.ndarray,   # predicted classes (N,)
                n_classes:int,     # K: the matrices are K×K
-               idx:np.ndarray|None=None  # (B, N) resampled row indices, or None for the data as given
+               idx:np.ndarray|None=None,     # (B, N) resampled row indices, or None for the data as given
+               weights:np.ndarray|None=None  # (B, N) how often each row is drawn per resample (`stats.cluster_bootstrap_weights`), instead of idx
               ) -> np.ndarray:
-    "Confusion counts (rows = truth, columns = prediction): (K, K), or (B, K, K) for resamples `idx`."
+    "Confusion counts (rows = truth, columns = prediction): (K, K), or (B, K, K) for resamples `idx` or per-row resample `weights`."
     code = np.asarray(y).astype(np.int64) * n_classes + np.asarray(pred).astype(np.int64)
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64); B = len(w)
+        flat = code[None, :] + (np.arange(B) * n_classes ** 2)[:, None]
+        return np.bincount(flat.ravel(), weights=w.ravel(), minlength=B * n_classes ** 2).reshape(B, n_classes, n_classes)
     if idx is None: return np.bincount(code, minlength=n_classes ** 2).reshape(n_classes, n_classes)
     B = len(idx)
     flat = code[idx] + (np.arange(B) * n_classes ** 2)[:, None]

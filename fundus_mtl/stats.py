@@ -11,7 +11,8 @@ from .config import CLASS_NAMES
 from .metrics import METRICS, confusions, scores_from_confusion
 
 # %% auto #0
-__all__ = ['ALTERNATIVES', 'bootstrap_indices', 'bootstrap_scores', 'paired_p', 'bootstrap_ci', 'compare', 'p_value', 'mark']
+__all__ = ['ALTERNATIVES', 'bootstrap_indices', 'bootstrap_scores', 'paired_p', 'bootstrap_ci', 'compare', 'p_value', 'mark',
+           'cluster_bootstrap_weights', 'tost_paired', 'holm']
 
 # %% ../nbs/07b_stats.ipynb #07cda2f9
 def bootstrap_indices(n:int,   # test-set size
@@ -108,3 +109,37 @@ def mark(value:float,          # the score to print
         ) -> str:
     "`value` rounded, with '*' when p < alpha."
     return f"{value:.{digits}f}" + ("*" if p is not None and p < alpha else "")
+
+# %% ../nbs/07b_stats.ipynb #caad0d09
+def cluster_bootstrap_weights(groups,   # (N,) cluster of each test image (photograph, patient)
+                              B:int,    # number of resamples
+                              seed:int  # fixed seed: the same resamples for every model compared
+                             ) -> np.ndarray:
+    "(B, N) how often each image is drawn when whole clusters are resampled with replacement."
+    codes, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    G = len(codes)
+    if G < 2 or B < 1: raise ValueError(f"need at least two clusters and one resample (clusters={G}, B={B})")
+    draws = np.random.default_rng(seed).integers(0, G, (B, G))
+    counts = np.stack([np.bincount(d, minlength=G) for d in draws])     # (B, G): times each cluster is drawn
+    return counts[:, inverse]
+
+# %% ../nbs/07b_stats.ipynb #dba2af55
+def tost_paired(a,                # (n,) values of model A per unit (replicate, patient)
+                b,                # (n,) values of model B on the same units
+                margin:float=0.05 # smallest difference of interest: equivalence means |A − B| < margin
+               ) -> float:
+    "TOST p-value of equivalence of A and B within ±margin on paired values (statsmodels `ttost_paired`)."
+    from statsmodels.stats.weightstats import ttost_paired
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) != len(b) or len(a) < 2: raise ValueError(f"need two paired arrays of the same length >= 2 (got {len(a)}, {len(b)})")
+    if margin <= 0: raise ValueError(f"margin must be positive, got {margin}")
+    return float(ttost_paired(a, b, -margin, margin)[0])
+
+def holm(p # p-values of one family of comparisons (NaN is kept as NaN)
+        ) -> np.ndarray:
+    "Holm-adjusted p-values (statsmodels `multipletests(method='holm')`)."
+    from statsmodels.stats.multitest import multipletests
+    p = np.asarray(p, float); out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any(): out[ok] = multipletests(p[ok], method="holm")[1]
+    return out
