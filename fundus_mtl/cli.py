@@ -91,7 +91,7 @@ def reproduce(preset:str="demo",          # a preset of config.PRESETS (tiny, de
     cfg = resolve_paths(get_config(preset, **{**(overrides or {}), **extra}))
     from fundus_mtl.inference import resolve_device
     resolve_device(cfg.device)   # an unknown device, or cuda without a GPU, is refused before anything is written
-    cfg_path = Path(cfg.run_dir)/"config.json"
+    cfg_path = RunDir(cfg.run_dir).config
     if cfg_path.exists():
         old = load_config(cfg_path)
         if old.preset != cfg.preset:

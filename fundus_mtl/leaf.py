@@ -11,7 +11,7 @@ from .files import atomic_write_csv
 from .rundir import RunDir
 from .cache import CachedDataset
 from .models import build_model
-from .inference import predict
+from .inference import infer
 from .train import fit
 from .metrics import detail_metric
 from .losses import detail_loss, detail_weights
@@ -57,8 +57,10 @@ def calibrated_predictions(cfg:Config,          # the run's config
     if not all(p.exists() for p in files.values()):
         out, model, d = signal_trunk(cfg, setting, seed, progress)
         y = d["df"]["overall"].to_numpy().astype(int); n = d["n_classes"]
-        X = {s: trunk_features(model, CachedDataset(d["cache"], d["rows"][s]), cfg) for s in ("train", "val", "test")}
-        before = uncalibrated_score(predict(model, CachedDataset(d["cache"], d["rows"]["test"]), cfg)["details"], n)
+        X = {s: trunk_features(model, CachedDataset(d["cache"], d["rows"][s]), cfg) for s in ("train", "val")}
+        test = infer(model, CachedDataset(d["cache"], d["rows"]["test"]), cfg, features=True)   # one pass: features and detail P(good)
+        X["test"] = test["features"]
+        before = uncalibrated_score(test["details"], n)
         for f, path in files.items():
             keep = budget_rows(y, d["rows"]["train"], f, seed)
             pos = np.searchsorted(d["rows"]["train"], keep)

@@ -88,18 +88,18 @@ def prepare_data(cfg:Config,          # the run's Config: its sets, image size, 
     t0 = time.time()
     with data_lock(cfg.data_dir):
         tables = dataset_tables(cfg)
-        out = Path(cfg.run_dir)/"data"; out.mkdir(parents=True, exist_ok=True)
+        run = RunDir(cfg.run_dir)
         manifest = {}
         for name, df in tables.items():
             cache = build_cache(df["path"], cfg.image_size, Path(cfg.data_dir)/"cache", equalize=cfg.equalize, progress=progress)
             df = df.assign(fov_found=cache.info["fov_found"].to_numpy(), error=cache.info["error"].to_numpy())
-            atomic_write_csv(out/f"{name}.csv", df)
-            manifest[name] = dict(table=str(out/f"{name}.csv"), cache=cache.key, images=len(df),
+            atomic_write_csv(run.set_table(name), df)
+            manifest[name] = dict(table=str(run.set_table(name)), cache=cache.key, images=len(df),
                                   unreadable=int((~cache.ok).sum()), fov_not_found=int((~cache.info["fov_found"].astype(bool)).sum()))
     summary = data_summary(tables)
-    atomic_write_csv(out/"summary.csv", summary)
+    atomic_write_csv(run.data_summary, summary)
     manifest["_seconds"] = round(time.time() - t0, 1)
-    atomic_write_text(out/"manifest.json", json.dumps(manifest, indent=2))
+    atomic_write_text(run.manifest, json.dumps(manifest, indent=2))
     return manifest
 
 # %% ../nbs/02d_prepare.ipynb #22feb396
@@ -107,7 +107,7 @@ def load_prepared(cfg:Config, # a Config whose run_dir holds a prepared run (and
                   name:str    # a set of the run: detail, eyeqd or a task-B setting
                  ) -> tuple[pd.DataFrame, CachedImages]:
     "The table of set `name` of a prepared run and its cached images (same row order)."
-    p = Path(cfg.run_dir)/"data"/"manifest.json"
+    p = RunDir(cfg.run_dir).manifest
     if not p.exists(): raise FileNotFoundError(f"run {cfg.run_dir} has no prepared data: run the 'data' stage first")
     m = json.loads(p.read_text())
     if name not in m: raise KeyError(f"set {name!r} not in this run (has {[k for k in m if not k.startswith('_')]})")

@@ -91,7 +91,8 @@ def register_setting(s:Setting # the new setting (its name must be new)
     if s.name in SETTINGS: raise ValueError(f"setting {s.name!r} is already registered")
     if len(s.classes) not in CLASS_NAMES or tuple(s.classes) != CLASS_NAMES[len(s.classes)]:
         raise ValueError(f"setting {s.name!r}: classes must be a canonical encoding {list(CLASS_NAMES.values())}, not {s.classes}")
-    if s.n_classes == 2 and s.positive not in s.classes: raise ValueError(f"setting {s.name!r}: positive class {s.positive!r} is not one of {s.classes}")
+    if s.n_classes == 2 and s.positive != s.classes[0]:
+        raise ValueError(f"setting {s.name!r}: binary scores count class 0 ({s.classes[0]!r}) as positive (metrics.overall_scores), not {s.positive!r}")
     SETTINGS[s.name] = s
     return s
 

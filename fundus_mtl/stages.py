@@ -158,7 +158,7 @@ def run_stage(stage:str,              # a stage of STAGES
     import papermill as pm
     nbs = nbs or notebooks_dir()
     nb = nbs/STAGES[stage]
-    out = Path(cfg.run_dir)/"notebooks"/STAGES[stage]
+    out = RunDir(cfg.run_dir).notebooks/STAGES[stage]
     out.parent.mkdir(parents=True, exist_ok=True)
     os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")  # kernel = this Python
     params = dict(preset=cfg.preset, run_dir=cfg.run_dir, data_root=cfg.data_root, device=cfg.device)

@@ -28,7 +28,7 @@ __all__ = ['ensure_data', 'split_rows', 'train_teacher', 'teacher_predictions', 
 def ensure_data(cfg:Config # the run's config
                ) -> None:
     "Run the data stage for `cfg` if its manifest is missing."
-    if not (Path(cfg.run_dir)/"data"/"manifest.json").exists(): prepare_data(cfg, progress=False)
+    if not RunDir(cfg.run_dir).manifest.exists(): prepare_data(cfg, progress=False)
 
 def split_rows(df:pd.DataFrame, # a prepared set's table (`load_prepared`)
                cache,           # its cached images (`CachedImages`: `.ok` marks the readable ones)
