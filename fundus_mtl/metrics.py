@@ -10,8 +10,9 @@ from sklearn.metrics import precision_recall_fscore_support, f1_score, accuracy_
 from .config import DETAILS, CLASS_NAMES
 
 # %% auto #0
-__all__ = ['METRICS', 'overall_f1', 'detail_f1', 'mean_detail_f1', 'detail_metric', 'overall_metric', 'overall_scores',
-           'per_class_f1', 'good_vs_rest_f1', 'confusions', 'scores_from_confusion', 'detail_scores', 'confusion_table']
+__all__ = ['DETAIL_POSITIVES', 'METRICS', 'overall_f1', 'detail_f1', 'mean_detail_f1', 'detail_metric', 'overall_metric',
+           'overall_scores', 'per_class_f1', 'good_vs_rest_f1', 'confusions', 'scores_from_confusion', 'detail_scores',
+           'confusion_table']
 
 # %% ../nbs/04b_metrics.ipynb #97babd11
 def overall_f1(probs:np.ndarray, # (N, C) class probabilities, canonical order (C = 3 or 2)
@@ -24,24 +25,29 @@ def overall_f1(probs:np.ndarray, # (N, C) class probabilities, canonical order (
     return float(f1_score(y, pred, average="macro", labels=list(range(np.asarray(probs).shape[1])), zero_division=0))
 
 # %% ../nbs/04b_metrics.ipynb #90935311
+DETAIL_POSITIVES = ("bad", "good")
+
 def detail_f1(probs:np.ndarray, # (N, 3) probabilities that each detail is good
               y:np.ndarray,     # (N, 3) detail labels, 1 = good, 0 = bad
-              threshold:float=0.5 # a detail is predicted bad when its probability of good is below this
+              threshold:float=0.5, # a detail is predicted good when its probability of good is at least this
+              positive:str="bad"   # the class F1 counts as positive: bad (the defect) or good (the paper's Table 4)
              ) -> np.ndarray:
-    "Per-detail F1 with bad as the positive class (an undefined F1 counts 0)."
-    bad_pred = np.asarray(probs) < threshold; bad = np.asarray(y) == 0
-    return np.array([f1_score(bad[:, j], bad_pred[:, j], zero_division=0) for j in range(bad.shape[1])])
+    "Per-detail F1 with `positive` as the positive class (an undefined F1 counts 0)."
+    if positive not in DETAIL_POSITIVES: raise ValueError(f"positive must be one of {DETAIL_POSITIVES}, not {positive!r}")
+    good_pred = np.asarray(probs) >= threshold; good = np.asarray(y) == 1
+    if positive == "bad": good_pred, good = ~good_pred, ~good
+    return np.array([f1_score(good[:, j], good_pred[:, j], zero_division=0) for j in range(good.shape[1])])
 
 def mean_detail_f1(probs:np.ndarray, # (N, 3) probabilities that each detail is good
                    y:np.ndarray      # (N, 3) detail labels, 1 = good, 0 = bad
                   ) -> float:
-    "Mean of `detail_f1` over the details (the Teacher's selection metric)."
-    return float(detail_f1(probs, y).mean())
+    "Mean over the details of each detail's macro F1 of its two classes (the Teacher's selection metric)."
+    return float(np.mean([detail_f1(probs, y, positive=c) for c in DETAIL_POSITIVES]))
 
 def detail_metric(probs:dict,  # `predict` output: "details" (N, 3) P(good)
                   targets:dict # "details": (N, 3) labels, 1 = good
                  ) -> float:
-    "The Teacher's selection metric for `fit`: mean detail F1 (bad = positive)."
+    "The Teacher's selection metric for `fit`: `mean_detail_f1` (two-class macro F1, averaged over the details)."
     return mean_detail_f1(probs["details"], targets["details"])
 
 def overall_metric(probs:dict,  # `predict` output: "overall" (N, C) class probabilities

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['MODEL_FILE', 'LAST_FILE', 'HISTORY_FILE', 'STUDENTS', 'RunDir']
+__all__ = ['MODEL_FILE', 'LAST_FILE', 'HISTORY_FILE', 'STUDENTS', 'REPLICATE_MODELS', 'RunDir']
 
 # %% ../nbs/00b_rundir.ipynb #4fe07606
 MODEL_FILE, LAST_FILE, HISTORY_FILE = "model.pt", "last.pt", "history.csv"   # what `fit` writes in a model folder
@@ -132,3 +132,33 @@ def _predictions(self:RunDir, setting:str|None, # a task-B setting (None for the
     return self.student_dir(setting, name)/f"predictions_{split}.csv"
 
 RunDir.chosen_lambdas, RunDir.model_dir, RunDir.predictions = _chosen_lambdas, _model_dir, _predictions
+
+# %% ../nbs/00b_rundir.ipynb #9dfb9be0
+REPLICATE_MODELS = ("st", "mt", "st_ext", "mt_permuted")   # the models of one replicate (15_replicates)
+
+def _preprocessing(self:RunDir, option:str # a preprocessing option's name (`15_replicates.PREPROCESSING_OPTIONS`)
+                  ) -> Path:
+    "The run directory (data, Teacher, pseudo-labels) of one preprocessing option of a replicate study."
+    return self.root/"preprocessing"/option
+
+def _replicate(self:RunDir, arm:str, # the backbone start, e.g. scratch or fundus-ssl
+               seed:int              # the replicate id (its seed and validation split)
+              ) -> Path:
+    "The folder of replicate `seed` of `arm`."
+    if not str(arm) or "/" in str(arm): raise ValueError(f"arm {arm!r} must be a plain folder name")
+    return self.root/"replicates"/str(arm)/f"seed_{int(seed)}"
+
+def _replicate_model(self:RunDir, arm:str, seed:int, # the replicate (`replicate`)
+                     model:str                         # st | mt | st_ext | mt_permuted
+                    ) -> Path:
+    "The model folder of `model` in a replicate (model.pt, history.csv, predictions_test.csv)."
+    if model not in REPLICATE_MODELS: raise ValueError(f"unknown replicate model {model!r}; choose one of {', '.join(REPLICATE_MODELS)}")
+    return self.replicate(arm, seed)/model
+
+def _replicate_record(self:RunDir, arm:str, seed:int # the replicate (`replicate`)
+                     ) -> Path:
+    "A replicate's record: written last, its presence marks the replicate finished."
+    return self.replicate(arm, seed)/"replicate.json"
+
+RunDir.protocol = property(lambda self: self.root/"protocol.json", doc="a replicate study's frozen recipe and preprocessing decision")
+RunDir.preprocessing, RunDir.replicate, RunDir.replicate_model, RunDir.replicate_record = _preprocessing, _replicate, _replicate_model, _replicate_record

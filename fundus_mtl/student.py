@@ -15,6 +15,7 @@ from .registry import get_setting
 from .rundir import RunDir, STUDENTS
 from .cache import CachedDataset, BoundedRandAugment
 from .prepare import load_prepared, data_lock
+from .datasets import assign_splits
 from .models import build_model, add_detail_head
 from .inference import predict
 from .train import fit, load_model
@@ -24,17 +25,33 @@ from .teacher import train_teacher, write_pseudo_labels, write_teacher_outputs, 
 from .distill import detail_targets, true_details, budget_rows, pool_dataset
 
 # %% auto #0
-__all__ = ['DETAIL_LABELS', 'MODEL_NAMES', 'setting_data', 'prediction_table', 'fit_st', 'fit_mt', 'train_students', 'model_dir',
-           'load_student', 'ensure_students']
+__all__ = ['DETAIL_LABELS', 'MODEL_NAMES', 'resplit_validation', 'permuted_rows', 'setting_data', 'prediction_table', 'fit_st',
+           'fit_mt', 'fit_st_ext', 'train_students', 'model_dir', 'load_student', 'ensure_students']
 
 # %% ../nbs/06_student.ipynb #866ccc57
-DETAIL_LABELS = ("pseudo", "true")
+DETAIL_LABELS = ("pseudo", "true", "permuted")
+
+def resplit_validation(df:pd.DataFrame, # a prepared task-B table (`load_prepared`) with train/val/test splits
+                       val_frac:float,  # validation share of the training images (`Config.val_frac`)
+                       seed:int         # seed of the new draw (`Config.val_seed`)
+                      ) -> pd.DataFrame:
+    "`df` with a new stratified, patient-grouped validation split drawn from its train and val rows; test rows untouched."
+    out = df.copy()
+    out["split"] = out["split"].astype("string").replace("val", "train")
+    return assign_splits(out, val_frac, None, seed)
+
+def permuted_rows(rows:np.ndarray, # the training rows whose labels are shuffled
+                  seed:int         # seed of the shuffle (`Config.seed`)
+                 ) -> np.ndarray:
+    "Where each training row takes its pseudo-labels from under `detail_labels = 'permuted'`: a seeded permutation of `rows`."
+    return np.random.default_rng(seed).permutation(rows)
 
 def setting_data(cfg:Config,  # the run's config (its label-efficiency switches act here)
                  setting:str  # a task-B setting (`registry.SETTINGS`)
                 ) -> dict:
     "Datasets (MT's `train` and ST's `train_labelled` with augmentation, val, test), targets and class count of a task-B setting."
     df, cache = load_prepared(cfg, setting)
+    if cfg.val_seed >= 0: df = resplit_validation(df, cfg.val_frac, cfg.val_seed)
     pl = pd.read_csv(RunDir(cfg.run_dir).pseudo_labels, dtype={"image": str}).query("set == @setting").set_index("image")
     p = pl.reindex(df["image"].astype(str))[[f"p_{d}" for d in DETAILS]].to_numpy(dtype=np.float32)
     rows = {s: split_rows(df, cache, s) for s in ("train", "val", "test")}
@@ -46,7 +63,9 @@ def setting_data(cfg:Config,  # the run's config (its label-efficiency switches 
     if cfg.detail_labels == "true":
         if cfg.pseudo_targets != "hard": raise ValueError(f"pseudo_targets={cfg.pseudo_targets!r} shapes the Teacher's pseudo-labels: use 'hard' with detail_labels='true'")
         det = {"details": true_details(cfg, setting, df["image"])}
-    else: det = detail_targets(p, cfg.pseudo_targets, rows["train"])
+    else:
+        if cfg.detail_labels == "permuted": p = p.copy(); p[rows["train"]] = p[permuted_rows(rows["train"], cfg.seed)]
+        det = detail_targets(p, cfg.pseudo_targets, rows["train"])
     labelled = budget_rows(overall, rows["train"], cfg.label_budget, cfg.seed)
     y = overall.copy(); y[np.setdiff1d(rows["train"], labelled)] = UNLABELED
     targets = {"overall": y, **det} | ({"teacher_p": p} if cfg.rank_weight > 0 else {})
@@ -105,6 +124,17 @@ def fit_mt(cfg:Config,         # the run's (or a variant's) config
     return fit(mt, d["train"], d["val"], mt_loss(lambda_a, lambda_b, w, dw, cfg.rank_weight, cfg.rank_gap), overall_metric,
                out_dir, cfg.epochs_mt, cfg, progress=progress)
 
+def fit_st_ext(cfg:Config,         # the run's (or a variant's) config
+               d:dict,             # `setting_data`'s result
+               st_model,           # the trained ST model it continues (copied, not changed)
+               out_dir,            # the model folder
+               progress:bool=True  # show training progress
+              ) -> dict:
+    "ST-extended: a copy of `st_model` trained `epochs_mt` more epochs on the overall loss alone (the control for MT's extra training); fit's result."
+    w = class_weights(cfg, d["df"]["overall"].to_numpy()[d["rows"]["labelled"]], d["n_classes"])
+    return fit(copy.deepcopy(st_model), d["train_labelled"], d["val"], st_loss(w), overall_metric,
+               out_dir, cfg.epochs_mt, cfg, progress=progress)
+
 def train_students(cfg:Config,         # the run's config
                    setting:str,        # a task-B setting
                    progress:bool=True  # show training progress
@@ -112,15 +142,13 @@ def train_students(cfg:Config,         # the run's config
     "Train ST, MT (λ grid) and ST-extended for `setting`; writes their folders and test predictions."
     d = setting_data(cfg, setting)
     run = RunDir(cfg.run_dir)
-    w = class_weights(cfg, d["df"]["overall"].to_numpy()[d["rows"]["labelled"]], d["n_classes"])
     st = fit_st(cfg, d, run.student_dir(setting, "st"), progress)
     runs = {(la, lb): fit_mt(cfg, d, st["model"], la, lb, run.mt_candidate(setting, la, lb), progress) for la, lb in cfg.lambda_grid}
     (la, lb), mt = max(runs.items(), key=lambda kv: kv[1]["best_score"])
     atomic_write_json(run.chosen(setting), dict(
         lambda_a=la, lambda_b=lb, val_f1=mt["best_score"],
         grid=[dict(lambda_a=a, lambda_b=b, val_f1=r["best_score"]) for (a, b), r in runs.items()]))
-    ext = fit(copy.deepcopy(st["model"]), d["train_labelled"], d["val"], st_loss(w), overall_metric,
-              run.student_dir(setting, "st_ext"), cfg.epochs_mt, cfg, progress=progress)
+    ext = fit_st_ext(cfg, d, st["model"], run.student_dir(setting, "st_ext"), progress)
     st_ext_model = ext["model"] if ext["best_score"] > st["best_score"] else st["model"]
     models = {"st": st["model"], "mt": mt["model"], "st_ext": st_ext_model}
     scores = {"st": st["best_score"], "mt": mt["best_score"], "st_ext": max(st["best_score"], ext["best_score"])}

@@ -17,7 +17,7 @@ from .images import preprocessing_name
 from .inference import resolve_device, resolve_precision, autocast, prepare_model, make_loader, to_device, predict
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'seed_everything', 'scaled_milestones', 'fit_meta', 'fit', 'load_model']
+__all__ = ['HISTORY_COLUMNS', 'CHECKPOINTS', 'seed_everything', 'scaled_milestones', 'fit_meta', 'fit', 'load_model']
 
 # %% ../nbs/04_train.ipynb #dd9dc764
 def seed_everything(seed:int  # the run's seed (cfg.seed)
@@ -59,6 +59,7 @@ def _cpu_state(model:torch.nn.Module) -> dict:
 
 # %% ../nbs/04_train.ipynb #064f7a0a
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "val_metric", "seconds", "images_per_s"]
+CHECKPOINTS = ("best", "last")   # Config.checkpoint: which epoch's weights model.pt keeps
 
 def fit_meta(model:torch.nn.Module, # the trained network (n_classes, n_details, backbone, overall_head)
              epoch:int,      # the epoch of these weights
@@ -94,10 +95,11 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
         progress:bool=True,     # tqdm bar per epoch and a line per epoch
         stop_after:int|None=None  # stop after this epoch, as if killed (tests, budgets)
        ) -> dict:
-    "Train `model` with SGD and the paper's schedule; keep the best epoch by `metric_fn`; resumable."
+    "Train `model` with SGD and the paper's schedule; keep the best epoch by `metric_fn` (or the last, `cfg.checkpoint`); resumable."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     last_f, best_f = out_dir/"last.pt", out_dir/"model.pt"
     if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if cfg.checkpoint not in CHECKPOINTS: raise ValueError(f"checkpoint={cfg.checkpoint!r}: choose one of {', '.join(CHECKPOINTS)}")
     if len(train_ds) == 0 or len(val_ds) == 0: raise ValueError(f"empty dataset: {len(train_ds)} training, {len(val_ds)} validation images")
     device = resolve_device(cfg.device); precision = resolve_precision(cfg.precision, device)
     cl = prepare_model(model, device, precision)
@@ -143,7 +145,7 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
             sched.step()
         st["history"].append(dict(epoch=epoch, lr=lr, train_loss=loss_sum / max(n, 1), val_metric=score,
                                   seconds=time.perf_counter() - t0, images_per_s=n / train_s))
-        if st["best_epoch"] == 0 or (math.isfinite(score) and score > st["best_score"]):
+        if cfg.checkpoint == "last" or st["best_epoch"] == 0 or (math.isfinite(score) and score > st["best_score"]):
             st["best_score"], st["best_epoch"] = (score if math.isfinite(score) else -math.inf), epoch
             atomic_torch_save(best_f, dict(state_dict=_cpu_state(model), meta=fit_meta(model, epoch, score, st["image_size"], cfg.equalize)))
         atomic_write_text(out_dir/"history.csv", pd.DataFrame(st["history"], columns=HISTORY_COLUMNS).to_csv(index=False))
