@@ -16,7 +16,7 @@ from .stages import PeakMemory   # not used here: tests/test_resume_reproduce.py
 
 # %% auto #0
 __all__ = ['NOT_OPTIONS', 'ALIASES', 'COMMANDS', 'options_from', 'command_parser', 'reproduce', 'synth', 'synth_table',
-           'evaluate', 'predict', 'report', 'main']
+           'evaluate', 'predict', 'report', 'replicates', 'main']
 
 # %% ../nbs/12_cli.ipynb #7cfc5189
 NOT_OPTIONS = ("log", "progress")   # how a call reports, not what it does: never options
@@ -222,8 +222,25 @@ def report(run_dir:str,               # a run directory (runs/NAME)
     if screenshot: print(f"screenshot: {take_screenshot(page, screenshot, height=height)}")
     return page
 
+# %% ../nbs/12_cli.ipynb #a7e1c0df
+@options_from("fundus_mtl.replicates:replicates")
+def replicates(run:str,   # the study's folder (created on first use)
+               *,
+               bootstrap:int=2000, # hierarchical bootstrap resamples of the summary table
+               **kwargs   # passed on to replicates.replicates: its parameters with a default
+              ) -> dict:
+    "Train paired replicates of ST, MT, ST-extended and the permuted control within a time budget, then write the study's tables."
+    from fundus_mtl.replicates import replicates as run_replicates
+    from fundus_mtl.replicate_tables import write_seeds
+    recs = run_replicates(run, **kwargs)
+    out = write_seeds(run, B=bootstrap)
+    if kwargs.get("log", True):
+        print(f"{len(recs)} finished replicates of arm {kwargs.get('arm', 'scratch')}; tables in {Path(run)/'tables'}")
+        for v in out["summary"]["verdict"]: print(f"  {v}")
+    return out
+
 # %% ../nbs/12_cli.ipynb #929a1697
-COMMANDS = dict(reproduce=reproduce, synth=synth, predict=predict, report=report, evaluate=evaluate)   # subcommand -> function
+COMMANDS = dict(reproduce=reproduce, synth=synth, predict=predict, report=report, evaluate=evaluate, replicates=replicates)   # subcommand -> function
 
 def main(argv:list|None=None  # the command-line arguments (default: sys.argv[1:])
         ) -> int:

@@ -48,7 +48,7 @@ class Config:
     drimdb_outliers: str = "bad"     # bad | drop: DrimDB's Outlier folder
     equalize: bool = False           # histogram-equalise each channel inside the FOV, every image (01a_images.equalize_fov): for data enhanced at source
     val_frac: float = 0.1            # validation share of every training split (paper: 10 %)
-    val_seed: int = -1               # -1: the data stage's validation split; k >= 0: a new patient-grouped validation split of the task-B training images, drawn with seed k (replicates, 15_replicates)
+    val_seed: int = -1               # -1: the data stage's validation split; k >= 0: a new patient-grouped validation split of the task-B training images, drawn with seed k (replicates, 07e_replicates)
     # --- training (paper section 3.2)
     backbone: str = "resnet18"
     weights: str = "none"            # none | imagenet | path to a state_dict file
@@ -59,7 +59,7 @@ class Config:
     milestones: tuple = (30, 60, 80)  # of paper_epochs; scaled to shorter runs
     lr: float = 0.01
     momentum: float = 0.9
-    checkpoint: str = "best"         # best (the epoch with the highest validation metric: the paper) | last (the final epoch's weights: no selection on a small validation set; 15_replicates)
+    checkpoint: str = "best"         # best (the epoch with the highest validation metric: the paper) | last (the final epoch's weights: no selection on a small validation set; 07e_replicates)
     batch_size: int = 32
     precision: str = "auto"          # auto | bf16 | fp32 | amp
     num_workers: int = 0
@@ -70,7 +70,7 @@ class Config:
     pseudo_targets: str = "hard"     # hard (paper: Teacher p >= 0.5) | soft (Teacher p as the BCE target) | confidence (hard, each weighted by |2p - 1|)
     rank_weight: float = 0.0         # weight of the pairwise margin-ranking loss on the Teacher's detail scores (0: off)
     rank_gap: float = 0.3            # a pair enters the ranking loss only when its Teacher probabilities differ by at least this
-    detail_labels: str = "pseudo"    # pseudo (Teacher) | true (synthetic task-B sets only: the generator's true details) | permuted (the Teacher's labels shuffled between the training images: the control of 15_replicates)
+    detail_labels: str = "pseudo"    # pseudo (Teacher) | true (synthetic task-B sets only: the generator's true details) | permuted (the Teacher's labels shuffled between the training images: the control of 07e_replicates)
     label_budget: float = 1.0        # share of the task-B training labels used (stratified by class); the rest get pseudo detail labels only
     overall_head: str = "softmax"    # softmax (paper) | ordinal (cumulative-logit head: ordered classes, 03_models)
     unlabeled_pool: str = ""         # "" (none) | folder of unlabelled images (relative: to data_root) | synthetic: generated EyeQ-like images; EyeQ setting only
@@ -110,7 +110,7 @@ PRESETS = {
                            weights="imagenet", lambda_grid=((1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.1, 1.0)),
                            bootstrap=1000, sig_test="wilcoxon"),
 }
-PRESETS["replicates"] = {**PRESETS["real"], **dict(   # the replicate protocol's recipe, frozen before its runs (15_replicates)
+PRESETS["replicates"] = {**PRESETS["real"], **dict(   # the replicate protocol's recipe, frozen before its runs (07e_replicates)
     settings=("eyeq",), image_size=128, epochs_st=10, epochs_mt=6, lambda_grid=((1.0, 1.0),), checkpoint="last")}
 
 # %% ../nbs/00c_config.ipynb #ab3d4de1

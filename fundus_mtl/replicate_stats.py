@@ -4,46 +4,66 @@
 
 # %% ../nbs/07d_replicate_stats.ipynb #646b5416
 from __future__ import annotations
+import math
 import numpy as np
 from scipy import stats
-from .stats import tost_paired
+from .stats import tost_paired, TOST_MARGIN
 
 # %% auto #0
-__all__ = ['paired_summary', 'verdict']
+__all__ = ['MIN_REPLICATES', 'paired_summary', 'verdict']
 
 # %% ../nbs/07d_replicate_stats.ipynb #68025b52
-def paired_summary(a,                  # (n,) per-replicate metric of model A (e.g. MT's test macro F1)
-                   b,                  # (n,) the same replicates' metric of model B (e.g. ST-extended's)
-                   margin:float=0.03,  # smallest effect of interest, for equivalence (TOST)
-                   alpha:float=0.05,   # level of every test and of the CI
-                   power:float=0.8     # power of the minimal-detectable-difference statement
+def paired_summary(a,                        # (n,) per-replicate metric of model A (e.g. MT's test macro F1)
+                   b,                        # (n,) the same replicates' metric of model B (e.g. ST-extended's)
+                   margin:float=TOST_MARGIN, # smallest effect of interest, for equivalence (TOST; `stats.TOST_MARGIN`)
+                   alpha:float=0.05,         # level of every test and of the CI
+                   power:float=0.8           # power of the minimal-detectable-difference statement
                   ) -> dict:
     "Mean A − B with CI, paired t and Wilcoxon p, d_z, wins, TOST p and minimal detectable difference over paired replicates."
     from statsmodels.stats.power import TTestPower
     a, b = np.asarray(a, float), np.asarray(b, float)
     if a.shape != b.shape or a.ndim != 1 or len(a) < 2: raise ValueError(f"need two paired 1-d arrays of length >= 2 (got {a.shape}, {b.shape})")
-    d = a - b; n = len(d); mean, sd = float(d.mean()), float(d.std(ddof=1))
+    if margin <= 0: raise ValueError(f"margin must be positive, got {margin}")
+    d = a - b; n = len(d)
+    bad = np.flatnonzero(~np.isfinite(d))
+    if len(bad): raise ValueError(f"replicate(s) {bad.tolist()} have no finite score (A: {a[bad].tolist()}, B: {b[bad].tolist()}): rerun or drop them explicitly")
+    mean = float(d.mean())
+    constant = float(np.ptp(d)) <= 1e-12          # the same difference in every replicate: no spread to measure
+    same = constant and abs(mean) <= 1e-12
+    sd = 0.0 if constant else float(d.std(ddof=1))
     half = float(stats.t.ppf(1 - alpha / 2, n - 1) * sd / np.sqrt(n))
-    same = not np.any(np.abs(d) > 1e-12)
-    p_t = 1.0 if same else float(stats.ttest_1samp(d, 0.0).pvalue)
+    if constant:   # the t-based numbers' limits at sd = 0, without dividing by it (`verdict` gives no word on them)
+        p_t, d_z, p_tost = (1.0, 0.0, 0.0) if same else (0.0, math.copysign(math.inf, mean), float(abs(mean) >= margin))
+    else: p_t, d_z, p_tost = float(stats.ttest_1samp(d, 0.0).pvalue), mean / sd, tost_paired(a, b, margin)
     p_w = 1.0 if same else float(stats.wilcoxon(d, zero_method="wilcox").pvalue)
     mde = float(TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="two-sided") * sd)
-    return dict(n=n, mean_diff=mean, ci_lo=mean - half, ci_hi=mean + half, p_t=p_t, p_wilcoxon=p_w,
-                d_z=mean / sd if sd > 0 else float("nan"), wins=int((d > 0).sum()), losses=int((d < 0).sum()),
-                p_tost=1.0 if same and margin <= 0 else tost_paired(a, b, margin), margin=margin,
-                min_detectable=mde, alpha=alpha)
+    return dict(n=n, mean_diff=mean, ci_lo=mean - half, ci_hi=mean + half, p_t=p_t, p_wilcoxon=p_w, d_z=d_z,
+                wins=int((d > 0).sum()), losses=int((d < 0).sum()), p_tost=p_tost, margin=margin,
+                min_detectable=mde, alpha=alpha, power=power, constant=constant)
 
 # %% ../nbs/07d_replicate_stats.ipynb #c5bdea30
-def verdict(s:dict,        # `paired_summary`'s result
-            a:str="MT",    # name of model A
-            b:str="ST-extended" # name of model B
+MIN_REPLICATES = 3   # fewest replicates a verdict is given on: with 2, the spread of the differences rests on one degree of freedom
+
+def verdict(s:dict,                  # `paired_summary`'s result
+            a:str="MT",              # name of model A
+            b:str="ST-extended",     # name of model B
+            min_n:int=MIN_REPLICATES # fewest replicates that get a verdict
            ) -> str:
-    "One sentence: A beats / loses to / is equivalent to / ties with B, with the numbers behind it."
-    ci = f"mean difference {s['mean_diff']:+.3f} [{s['ci_lo']:+.3f}, {s['ci_hi']:+.3f}] over {s['n']} replicates"
-    if s["ci_lo"] > 0: word = "beats"
-    elif s["ci_hi"] < 0: word = "loses to"
-    elif s["p_tost"] < s["alpha"]: word = "is equivalent to"
-    else: word = "ties with"
-    tail = (f"; paired t p = {s['p_t']:.3g}, Wilcoxon p = {s['p_wilcoxon']:.3g}, d_z = {s['d_z']:.2f}, {s['wins']} wins of {s['n']}; "
-            f"TOST (±{s['margin']:g}) p = {s['p_tost']:.3g}; the design detects {s['min_detectable']:.3f} with 80 % power")
-    return f"{a} {word} {b}: {ci}{tail}."
+    "One sentence: A beats / loses to / is equivalent to / is inconclusive against B, or why there is no verdict, with the numbers behind it."
+    n, m = s["n"], f"±{s['margin']:g}"
+    ci = f"mean difference {s['mean_diff']:+.3f} [{s['ci_lo']:+.3f}, {s['ci_hi']:+.3f}] over {n} replicates"
+    if n < min_n:
+        return f"No verdict on {a} vs {b}: {n} replicates are fewer than {min_n}, too few to measure how the difference varies between replicates; {ci}."
+    if s["constant"]:
+        if abs(s["mean_diff"]) <= 1e-12: return f"{a} and {b} score the same in each of the {n} replicates: there is no difference to test."
+        return (f"No verdict on {a} vs {b}: the difference is {s['mean_diff']:+.3f} in each of the {n} replicates, so how it varies between "
+                f"replicates is unmeasured and the t interval, TOST and detectable difference are degenerate; Wilcoxon p = {s['p_wilcoxon']:.3g}, "
+                f"{s['wins']} wins of {n}.")
+    beats, loses, equiv = s["ci_lo"] > 0, s["ci_hi"] < 0, s["p_tost"] < s["alpha"]
+    if beats or loses:
+        head = f"{a} {'beats' if beats else 'loses to'} {b}" + (f" and is equivalent to it within {m} (a difference smaller than the margin)" if equiv else "")
+    elif equiv: head = f"{a} is equivalent to {b} within {m}"
+    else: head = f"{a} is inconclusive against {b}"
+    tail = (f"; paired t p = {s['p_t']:.3g}, Wilcoxon p = {s['p_wilcoxon']:.3g}, d_z = {s['d_z']:.2f}, {s['wins']} wins of {n}; "
+            f"TOST ({m}) p = {s['p_tost']:.3g}; the design detects {s['min_detectable']:.3f} with {100 * s['power']:g} % power")
+    return f"{head}: {ci}{tail}."

@@ -133,10 +133,10 @@ def _predictions(self:RunDir, setting:str|None, # a task-B setting (None for the
 
 RunDir.chosen_lambdas, RunDir.model_dir, RunDir.predictions = _chosen_lambdas, _model_dir, _predictions
 
-# %% ../nbs/00b_rundir.ipynb #9dfb9be0
-REPLICATE_MODELS = ("st", "mt", "st_ext", "mt_permuted")   # the models of one replicate (15_replicates)
+# %% ../nbs/00b_rundir.ipynb #afafa653
+REPLICATE_MODELS = ("st", "mt", "st_ext", "mt_permuted")   # the models of one replicate (07e_replicates)
 
-def _preprocessing(self:RunDir, option:str # a preprocessing option's name (`15_replicates.PREPROCESSING_OPTIONS`)
+def _preprocessing(self:RunDir, option:str # a preprocessing option's name (`07e_replicates.PREPROCESSING_OPTIONS`)
                   ) -> Path:
     "The run directory (data, Teacher, pseudo-labels) of one preprocessing option of a replicate study."
     return self.root/"preprocessing"/option
@@ -160,5 +160,12 @@ def _replicate_record(self:RunDir, arm:str, seed:int # the replicate (`replicate
     "A replicate's record: written last, its presence marks the replicate finished."
     return self.replicate(arm, seed)/"replicate.json"
 
+def _replicate_predictions(self:RunDir, arm:str, seed:int, # the replicate (`replicate`)
+                           model:str                         # st | mt | st_ext | mt_permuted
+                          ) -> Path:
+    "A replicate model's test predictions (with each test image's patient, the analysis's cluster)."
+    return self.replicate_model(arm, seed, model)/"predictions_test.csv"
+
 RunDir.protocol = property(lambda self: self.root/"protocol.json", doc="a replicate study's frozen recipe and preprocessing decision")
-RunDir.preprocessing, RunDir.replicate, RunDir.replicate_model, RunDir.replicate_record = _preprocessing, _replicate, _replicate_model, _replicate_record
+RunDir.preprocessing, RunDir.replicate, RunDir.replicate_model = _preprocessing, _replicate, _replicate_model
+RunDir.replicate_record, RunDir.replicate_predictions = _replicate_record, _replicate_predictions

@@ -11,8 +11,8 @@ from .config import CLASS_NAMES
 from .metrics import METRICS, confusions, scores_from_confusion
 
 # %% auto #0
-__all__ = ['ALTERNATIVES', 'bootstrap_indices', 'bootstrap_scores', 'paired_p', 'bootstrap_ci', 'compare', 'p_value', 'mark',
-           'cluster_bootstrap_weights', 'tost_paired', 'holm']
+__all__ = ['ALTERNATIVES', 'TOST_MARGIN', 'bootstrap_indices', 'bootstrap_scores', 'paired_p', 'bootstrap_ci', 'compare',
+           'p_value', 'mark', 'cluster_bootstrap_weights', 'tost_paired', 'holm']
 
 # %% ../nbs/07b_stats.ipynb #07cda2f9
 def bootstrap_indices(n:int,   # test-set size
@@ -47,7 +47,7 @@ def paired_p(a:np.ndarray, # (B,) replicate scores of model A
              b:np.ndarray, # (B,) replicate scores of model B, same resamples
              alternative:str="two-sided"  # "greater": A > B; "less": A < B
             ) -> dict:
-    "Wilcoxon signed-rank p (on the replicate differences) and bootstrap p of A vs B."
+    "Bootstrap p and the paper's Wilcoxon signed-rank p of A vs B. Warning: a Wilcoxon p on bootstrap replicates shrinks as B grows, whatever the data (07b_stats)."
     if alternative not in ALTERNATIVES: raise ValueError(f"alternative must be one of {ALTERNATIVES}, not {alternative!r}")
     d = np.asarray(a, float) - np.asarray(b, float)
     if not np.any(np.abs(d) > 1e-12): return dict(p_wilcoxon=1.0, p_boot=1.0)
@@ -124,9 +124,11 @@ def cluster_bootstrap_weights(groups,   # (N,) cluster of each test image (photo
     return counts[:, inverse]
 
 # %% ../nbs/07b_stats.ipynb #dba2af55
-def tost_paired(a,                # (n,) values of model A per unit (replicate, patient)
-                b,                # (n,) values of model B on the same units
-                margin:float=0.05 # smallest difference of interest: equivalence means |A − B| < margin
+TOST_MARGIN = 0.03   # smallest F1 difference of interest, fixed before any data: the default margin of every TOST (here and `replicate_stats.paired_summary`)
+
+def tost_paired(a,                       # (n,) values of model A per unit (replicate, patient)
+                b,                       # (n,) values of model B on the same units
+                margin:float=TOST_MARGIN # smallest difference of interest: equivalence means |A − B| < margin
                ) -> float:
     "TOST p-value of equivalence of A and B within ±margin on paired values (statsmodels `ttost_paired`)."
     from statsmodels.stats.weightstats import ttost_paired
