@@ -13,6 +13,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 from .files import atomic_write, atomic_write_csv
+from .config import default_workers
 import torchvision.transforms.v2.functional as TF
 from tqdm.auto import tqdm
 from .images import preprocess, ImageReadError
@@ -64,7 +65,7 @@ def build_cache(paths:list,        # image files, in table order
                 size:int,          # side of the square images
                 cache_dir:str|Path,  # where <key>.npy and <key>.csv live
                 equalize:bool=False, # histogram-equalise inside the FOV (`Config.equalize`)
-                workers:int|None=None, # processes (default: 2, or 1 under nbdev_test/IN_TEST)
+                workers:int|None=None, # processes (default: 2, or 1 under nbdev_test: `config.default_workers`)
                 progress:bool=True   # show a progress bar
                ) -> CachedImages:
     "Preprocess `paths` once into `cache_dir` (or load the existing cache for the same files and size)."
@@ -74,7 +75,7 @@ def build_cache(paths:list,        # image files, in table order
     npy, csv = cache_dir/f"{key}.npy", cache_dir/f"{key}.csv"
     if npy.exists() and csv.exists():
         return CachedImages(np.load(npy, mmap_mode="r"), pd.read_csv(csv, keep_default_na=False), key)
-    workers = workers or (1 if os.environ.get("IN_TEST") else min(2, os.cpu_count() or 1))
+    workers = workers or default_workers(min(2, os.cpu_count() or 1))
     arr = np.zeros((len(paths), size, size, 3), np.uint8)
     infos = []
     jobs = [(p, size, equalize) for p in paths]

@@ -13,6 +13,7 @@ import torch.nn as nn
 import cv2
 from .config import Config, DETAILS
 from .models import QualityNet, normalize
+from .registry import synthetic_folder
 
 # %% auto #0
 __all__ = ['HEADS', 'LOCAL_ILLUMINATION_OPS', 'cam_layer', 'HeadLogits', 'DetailBad', 'ClassScore', 'gradcam', 'cam_mass_inside',
@@ -148,15 +149,14 @@ def overlay(image:np.ndarray,  # RGB uint8 (H, W, 3)
     return np.clip((1 - alpha) * image + alpha * heat + 0.5, 0, 255).astype(np.uint8)
 
 # %% ../nbs/08a_cam.ipynb #a336b920
-_FOLDERS = {"detail": "mshf", "eyeq": "eyeq", "deepdrid": "deepdrid", "eyeqd": "eyeq-d"}
 LOCAL_ILLUMINATION_OPS = ("dark_blob", "flash", "halo")   # illumination defects with a place; brightness is global
 
 def _locate(cfg:Config, set_name:str, image:str) -> dict:
     "Render job of synthetic image `image` of run set `set_name`: set code, index, eye, truth row, file."
     from fundus_mtl.prepare import synth_dir
     if cfg.data_source != "synthetic": raise ValueError(f"synthetic ground truth exists only for data_source='synthetic', not {cfg.data_source!r}")
-    if set_name not in _FOLDERS: raise ValueError(f"unknown set {set_name!r}; choose one of {', '.join(_FOLDERS)}")
-    d = synth_dir(cfg)/_FOLDERS[set_name]
+    code = synthetic_folder(set_name)   # the set's folder is its code in synth.SET_CODES
+    d = synth_dir(cfg)/code
     stem = Path(str(image)).stem
     if set_name == "detail":
         t = pd.read_csv(d/"details.csv", dtype={"image": str}); key = t["image"].str.rsplit(".", n=1).str[0]
@@ -175,7 +175,6 @@ def _locate(cfg:Config, set_name:str, image:str) -> dict:
     if set_name == "detail": eye = str(eyes[i])
     elif set_name == "deepdrid": eye = "left" if stem.split("_")[-1].startswith("l") else "right"
     else: eye = "left" if stem.endswith("_left") else "right"
-    code = {"detail": "mshf", "eyeqd": "eyeq-d"}.get(set_name, set_name)
     files = [p for p in d.rglob(stem + ".*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")]
     return dict(code=code, index=i, eye=eye, truth=row, path=files[0] if files else None)
 
@@ -186,8 +185,7 @@ def synthetic_truth(cfg:Config,   # the run's config (synthetic data)
     "True details, `sev_<detail>` and `op_<detail>` of every image of a synthetic set, indexed by the run's image name."
     from fundus_mtl.prepare import synth_dir
     if cfg.data_source != "synthetic": raise ValueError(f"synthetic ground truth exists only for data_source='synthetic', not {cfg.data_source!r}")
-    if set_name not in _FOLDERS: raise ValueError(f"unknown set {set_name!r}; choose one of {', '.join(_FOLDERS)}")
-    d = synth_dir(cfg)/_FOLDERS[set_name]
+    d = synth_dir(cfg)/synthetic_folder(set_name)
     t = pd.read_csv(d/("details.csv" if set_name == "detail" else "details_truth.csv"), dtype=str)
     name = {"deepdrid": lambda t: t["image_id"] + ".jpg", "eyeqd": lambda t: t["file_name"] + ".jpeg"}.get(set_name, lambda t: t["image"])(t)
     cols = [*DETAILS] + [f"{k}_{d}" for k in ("sev", "op") for d in DETAILS]

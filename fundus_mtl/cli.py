@@ -8,7 +8,7 @@ import argparse, importlib, inspect, json, sys, time, types, typing
 from pathlib import Path
 import pandas as pd
 from fastcore.docments import docments
-from .config import get_config, parse_overrides, resolve_paths, save_config, load_config
+from .config import get_config, parse_overrides, resolve_paths, save_config, load_config, stage_config
 from .files import atomic_write_text, atomic_write_csv, atomic_write_json, write_table
 from .rundir import RunDir
 from .stages import STAGES, OPTIONAL_STAGES, StageError, available_stages, clear_stage, notebooks_dir, read_ledger, record_stage, run_stage
@@ -87,19 +87,14 @@ def reproduce(preset:str="demo",          # a preset of config.PRESETS (tiny, de
               log:bool=True                # print each stage's progress
              ) -> dict:
     "Run the pipeline's stage notebooks for a preset; returns the run's ledger."
-    extra = {k: v for k, v in dict(run_dir=out, data_root=data_root, device=device).items() if v}
-    cfg = resolve_paths(get_config(preset, **{**(overrides or {}), **extra}))
+    cfg = stage_config(preset, out, data_root, device, overrides, save=False)   # the run's own config.json with these applied, or a new one
+    if cfg.preset != preset: raise ValueError(f"{cfg.run_dir} holds a '{cfg.preset}' run; choose another --out or delete it")
     from fundus_mtl.inference import resolve_device
     resolve_device(cfg.device)   # an unknown device, or cuda without a GPU, is refused before anything is written
-    cfg_path = RunDir(cfg.run_dir).config
-    if cfg_path.exists():
-        old = load_config(cfg_path)
-        if old.preset != cfg.preset:
-            raise ValueError(f"{cfg.run_dir} holds a '{old.preset}' run; choose another --out or delete it")
-        if old != cfg:
-            changed = [k for k in vars(cfg) if getattr(cfg, k) != getattr(old, k)]
-            if log: print(f"config changed ({', '.join(changed)}): every stage will be redone")
-            force = ["all"]
+    if (cfg_path := RunDir(cfg.run_dir).config).exists() and (old := load_config(cfg_path)) != cfg:
+        changed = [k for k in vars(cfg) if getattr(cfg, k) != getattr(old, k)]
+        if log: print(f"config changed ({', '.join(changed)}): every stage will be redone")
+        force = ["all"]
     save_config(cfg)
     nbs = notebooks_dir()
     todo = [s for s in available_stages(nbs) if (s in stages if stages else (extensions or s not in OPTIONAL_STAGES))]
@@ -217,7 +212,7 @@ def report(run_dir:str,               # a run directory (runs/NAME)
           ) -> Path:
     "(Re)write a run's report.html, optionally with a headless-Chromium screenshot; returns the page."
     from fundus_mtl.report import write_report, screenshot as take_screenshot
-    if not (Path(run_dir)/"config.json").exists(): raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
+    if not RunDir(run_dir).config.exists(): raise FileNotFoundError(f"{run_dir} is not a run directory (no config.json)")
     page = write_report(run_dir); print(f"report: {page}")
     if screenshot: print(f"screenshot: {take_screenshot(page, screenshot, height=height)}")
     return page

@@ -12,7 +12,7 @@ from .rundir import RunDir
 
 # %% auto #0
 __all__ = ['DETAILS', 'CLASS_NAMES', 'PRESETS', 'Config', 'get_config', 'parse_overrides', 'save_config', 'load_config',
-           'project_root', 'resolve_paths', 'real_data_root', 'stage_config']
+           'project_root', 'resolve_paths', 'real_data_root', 'in_test', 'default_workers', 'stage_config']
 
 # %% ../nbs/00c_config.ipynb #734907f3
 DETAILS = ("illumination", "clarity", "contrast")  # task A, in the paper's order
@@ -201,24 +201,37 @@ def real_data_root(cfg:Config|None=None # a config (default: the `real` preset's
     "The configured root of the real datasets (`Config.data_root`, resolved like every path): where chapters and tests look for them."
     return Path(resolve_paths(cfg or get_config("real")).data_root)
 
+# %% ../nbs/00c_config.ipynb #598a1380
+def in_test() -> bool:
+    "True under `nbdev_test` (it sets IN_TEST): the notebooks then run in parallel and share the CPUs."
+    return bool(os.environ.get("IN_TEST"))
+
+def default_workers(usual:int,        # the worker count outside tests
+                    under_test:int=1  # the count under `nbdev_test` (0: no worker processes at all)
+                   ) -> int:
+    "`usual`, or `under_test` when running under `nbdev_test` (`in_test`)."
+    return under_test if in_test() else usual
+
 # %% ../nbs/00c_config.ipynb #e6e43a27
 def stage_config(preset:str="tiny",       # papermill parameter: preset name
                  run_dir:str|None=None,   # papermill parameter: the run directory
                  data_root:str|None=None, # papermill parameter: real data location
                  device:str|None=None,    # papermill parameter: auto | cpu | cuda
-                 overrides:str|dict|None=None  # papermill parameter: JSON dict of Config fields
+                 overrides:str|dict|None=None, # papermill parameter: JSON dict of Config fields
+                 save:bool=True           # write the result to the run's config.json (`reproduce` checks it first)
                 ) -> Config:
-    "The run's config: `run_dir/config.json` when it exists, else built and saved from the parameters."
+    "The run's config: `run_dir/config.json` with the parameters given applied over it when it exists, else built from them; saved."
     if isinstance(overrides, str): overrides = json.loads(overrides or "{}")
     extra = {k: v for k, v in dict(run_dir=run_dir, data_root=data_root, device=device).items() if v is not None}
-    cfg_path = Path(resolve_paths(get_config(preset, **{k: v for k, v in extra.items() if k != "device"})).run_dir)/"config.json"
+    cfg_path = RunDir(resolve_paths(get_config(preset, **{k: v for k, v in extra.items() if k != "device"})).run_dir).config
     if cfg_path.exists():
         cfg = load_config(cfg_path)
         if overrides or (data_root and data_root != cfg.data_root) or (device and device != cfg.device):
-            cfg = resolve_paths(dataclasses.replace(cfg, **{k: _coerce(k, v, getattr(cfg, k)) for k, v in {**(overrides or {}), **extra}.items()}))
-            save_config(cfg)
+            stored = {k: v for k, v in json.loads(cfg.to_json()).items() if k != "preset"}
+            cfg = resolve_paths(get_config(cfg.preset, **{**stored, **(overrides or {}), **extra}))   # checked and converted as for a new run
+            if save: save_config(cfg)
         return cfg
     cfg = resolve_paths(get_config(preset, **{**(overrides or {}), **extra}))
-    if os.environ.get("IN_TEST"): cfg = dataclasses.replace(cfg, num_workers=0)
-    save_config(cfg)
+    cfg = dataclasses.replace(cfg, num_workers=default_workers(cfg.num_workers, under_test=0))
+    if save: save_config(cfg)
     return cfg

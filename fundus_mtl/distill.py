@@ -15,7 +15,7 @@ from .prepare import data_lock, synth_dir
 from .inference import predict
 from .train import load_model
 from .losses import UNLABELED
-from .rundir import RunDir
+from .rundir import RunDir, MODEL_FILE
 
 # %% auto #0
 __all__ = ['PSEUDO_TARGETS', 'detail_targets', 'true_details', 'budget_rows', 'pool_paths', 'pool_data', 'pool_dataset']
@@ -100,10 +100,10 @@ def pool_data(cfg:Config,          # the run's Config: unlabeled_pool, image siz
     if not paths: raise ValueError("no unlabelled pool configured (Config.unlabeled_pool is '')")
     with data_lock(cfg.data_dir):
         cache = build_cache(paths, cfg.image_size, Path(cfg.data_dir)/"cache", equalize=cfg.equalize, progress=progress)
-    f = RunDir(cfg.run_dir).pool/f"pseudo_labels_{cache.key}.csv"
+    run = RunDir(cfg.run_dir); f = run.pool_pseudo_labels(cache.key)
     if f.exists(): return cache, pd.read_csv(f, dtype={"image": str})
-    teacher = RunDir(cfg.run_dir).teacher
-    if not (teacher/"model.pt").exists(): raise FileNotFoundError(f"{teacher/'model.pt'} is missing: run the teacher stage first")
+    teacher = run.teacher
+    if not (teacher/MODEL_FILE).exists(): raise FileNotFoundError(f"{teacher/MODEL_FILE} is missing: run the teacher stage first")
     rows = np.flatnonzero(cache.ok)
     if len(rows) == 0: raise ValueError(f"none of the {len(paths)} pool images could be read, e.g. {cache.info.error.iat[0]}")
     p = predict(load_model(teacher, cfg), CachedDataset(cache, rows), cfg)["details"]

@@ -15,17 +15,14 @@ from .config import Config, DETAILS, CLASS_NAMES
 from .files import atomic_write_csv, write_table, save_figure
 from .registry import DETAIL_SETS, get_setting
 from .rundir import RunDir
-from .cache import CachedDataset
-from .prepare import load_prepared
-from .inference import predict
-from .teacher import split_rows
+from .teacher import detail_predictions
 from .student import load_student
 from .metrics import METRICS, confusion_table
 from .stats import compare, p_value, mark
 
 # %% auto #0
-__all__ = ['MODEL_LABELS', 'setting_predictions', 'predicted_class', 'caption', 'format_cells', 'compare_models', 'table2',
-           'table3', 'detail_predictions', 'detail_set_predictions', 'table4', 'figure3']
+__all__ = ['MODEL_LABELS', 'TABLE4_POSITIVES', 'setting_predictions', 'predicted_class', 'caption', 'format_cells',
+           'compare_models', 'table2', 'table3', 'detail_set_predictions', 'table4', 'figure3']
 
 # %% ../nbs/07_evaluation.ipynb #f4c37642
 MODEL_LABELS = {"baseline": "Baseline", "st": "ST", "st_ext": "ST-extended", "mt": "MT"}
@@ -138,21 +135,6 @@ def table3(cfg:Config, # the run's config
     return long, format_cells(long, ["model"], "metric", cfg)
 
 # %% ../nbs/07_evaluation.ipynb #38858f37
-def detail_predictions(cfg:Config,      # the run's config
-                       model,           # a model with a detail head
-                       name:str,        # a set with true details: detail or eyeqd
-                       split:str|None   # the split scored (None: every readable image)
-                      ) -> pd.DataFrame:
-    "P(good) of each detail for set `name` (one split or all), with the true details."
-    df, cache = load_prepared(cfg, name)
-    rows = split_rows(df, cache, split) if split else np.flatnonzero(cache.ok)
-    p = predict(model, CachedDataset(cache, rows), cfg)["details"]
-    out = df.iloc[rows][["image"]].reset_index(drop=True)
-    for j, d in enumerate(DETAILS):
-        out[d] = df[d].to_numpy()[rows].astype(int)
-        out[f"p_{d}"] = p[:, j].round(6)
-    return out
-
 def detail_set_predictions(cfg:Config # the run's config
                           ) -> dict:
     "{set: {model: DataFrame}} for Table 4: the Teacher and the MT model of every setting, aligned by image; sets the run lacks are left out."
@@ -175,16 +157,22 @@ def detail_set_predictions(cfg:Config # the run's config
         out[label] = models
     return out
 
-def table4(cfg:Config, # the run's config
-           sets:dict   # `detail_set_predictions`
+TABLE4_POSITIVES = ("good", "bad")   # the paper's convention first, then the defect-finding one
+
+def table4(cfg:Config,           # the run's config
+           sets:dict,            # `detail_set_predictions`
+           positive:str="good"   # the class counted as positive: good (the paper's Table 4) or bad (the defect)
           ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "(long, wide) Table 4: F1, Pr, Re per detail of the Teacher and each MT, vs the Teacher, per detail set."
+    "(long, wide) Table 4: F1, Pr, Re per detail of the Teacher and each MT, vs the Teacher, per detail set, with `positive` as the positive class."
+    if positive not in TABLE4_POSITIVES: raise ValueError(f"positive must be one of {TABLE4_POSITIVES}, not {positive!r}")
+    flip = positive == "good"     # the binary scores count class 0 as positive: 0 is bad, so good is made 0 by flipping both sides
     longs = []
     for label, models in sets.items():
         for j, d in enumerate(DETAILS):
-            y = models["teacher"][d].to_numpy().astype(int)          # 1 good, 0 bad: class 0 (bad) is the positive class
+            y = models["teacher"][d].to_numpy().astype(int)          # 1 good, 0 bad
             pr = {m: (p[f"p_{d}"].to_numpy() >= 0.5).astype(int) for m, p in models.items()}
-            longs.append(compare_models(y, pr, "teacher", 2, cfg, ["F1", "Pr", "Re"]).assign(set=label, detail=d, n=len(y)))
+            if flip: y, pr = 1 - y, {m: 1 - v for m, v in pr.items()}
+            longs.append(compare_models(y, pr, "teacher", 2, cfg, ["F1", "Pr", "Re"]).assign(set=label, detail=d, n=len(y), positive=positive))
     long = pd.concat(longs, ignore_index=True)
     long["model"] = long["model"].map(lambda m: "Teacher-A" if m == "teacher" else "MT-" + get_setting(m[3:]).title)
     long["column"] = long["detail"] + " " + long["metric"]

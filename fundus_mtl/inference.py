@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
+from .config import default_workers
 from .models import normalize
 
 # %% auto #0
@@ -75,10 +76,10 @@ def make_loader(ds,                      # dataset of (uint8 C×H×W image, dict
                 generator=None,          # torch.Generator of the shuffling
                 device=None              # the model's device: pinned memory on CUDA
                ) -> DataLoader:
-    "A DataLoader of `ds` following `cfg` (batch size; workers for augmented datasets, none under IN_TEST)."
+    "A DataLoader of `ds` following `cfg` (batch size; workers for augmented datasets, none under nbdev_test)."
     bs = batch_size or cfg.batch_size
     augmented = getattr(ds, "transform", None) is not None
-    workers = 0 if os.environ.get("IN_TEST") or not augmented else cfg.num_workers
+    workers = default_workers(cfg.num_workers, under_test=0) if augmented else 0
     return DataLoader(ds, batch_size=bs, shuffle=shuffle, generator=generator, num_workers=workers,
                       drop_last=shuffle and len(ds) % bs == 1, pin_memory=device is not None and device.type == "cuda")
 

@@ -38,7 +38,7 @@ def signal_trunk(cfg:Config,          # the run's config
                 ):
     "A trunk trained on the Teacher's signals only (pseudo-label BCE + ranking loss, every training image, no overall label); its folder and model."
     v = variant_cfg(cfg, dict(seed=seed, rank_weight=1.0))
-    out = RunDir(cfg.run_dir).efficiency(setting, f"teacher-signals,seed={seed}")
+    out = RunDir(cfg.run_dir).signal_trunk(setting, seed)
     d = setting_data(v, setting)
     dw = detail_weights(v, d["targets"]["details"][d["rows"]["train"]])
     loss = detail_loss(dw, v.rank_weight, v.rank_gap)
@@ -52,8 +52,8 @@ def calibrated_predictions(cfg:Config,          # the run's config
                            progress:bool=False  # show training progress
                           ) -> dict:
     "{fraction: test predictions of the linear head on the signal trunk} plus 'before': the uncalibrated score; written once."
-    folder = RunDir(cfg.run_dir).efficiency(setting, f"teacher-signals,seed={seed}")
-    files = {f: folder/f"predictions_test_budget{f:g}.csv" for f in fractions}
+    run = RunDir(cfg.run_dir)
+    files = {f: run.calibrated_predictions(setting, seed, f) for f in fractions}
     if not all(p.exists() for p in files.values()):
         out, model, d = signal_trunk(cfg, setting, seed, progress)
         y = d["df"]["overall"].to_numpy().astype(int); n = d["n_classes"]

@@ -15,6 +15,7 @@ from .files import atomic_torch_save
 from .models import QualityNet, IMAGENET_MEAN, IMAGENET_STD
 from .images import PREPROCESSINGS, preprocessing_name
 from .rundir import MODEL_FILE
+from .train import model_from_checkpoint
 
 # %% auto #0
 __all__ = ['MODEL_FORMAT', 'FORMAT_VERSION', 'CLASS_ORDER', 'DETAIL_MEANING', 'PREPROCESSING', 'REQUIRED', 'DESCRIPTION',
@@ -149,8 +150,7 @@ def load_model_file(path:str|Path  # a file from `export_model` or `fit`, or a m
     if meta.get("format_version", 1) > FORMAT_VERSION:
         raise ModelFileError(p, f"format version {meta['format_version']} is newer than this fundus_mtl reads ({FORMAT_VERSION}): upgrade fundus_mtl")
     try:
-        with torch.random.fork_rng(devices=[]): model = QualityNet(meta["backbone"], meta["n_classes"], meta["n_details"], meta.get("overall_head", "softmax"))
-        model.load_state_dict(ck["state_dict"])
+        model = model_from_checkpoint(ck)   # checked above; built as `train.load_model` builds it
         meta, used = complete_meta(model, meta)
     except (ValueError, RuntimeError, TypeError) as e:
         raise ModelFileError(p, f"weights and meta do not fit together: {' '.join(str(e).split())[:400]}") from None

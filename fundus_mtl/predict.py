@@ -14,18 +14,17 @@ import torch
 import cv2
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .config import DETAILS
+from .config import DETAILS, default_workers
 from .files import atomic_write_text
 from .images import ImageReadError, PREPROCESSINGS, preprocess
 from .datasets import read_folder, IMAGE_EXTS
-from .fundus import synth_fundus
 from .models import QualityNet
 from .inference import resolve_device, resolve_precision, prepare_model, forward, head_probabilities
 from .model_file import ModelFileError, PREPROCESSING, complete_meta, export_model, load_model_file
 
 # %% auto #0
-__all__ = ['VERDICTS', 'HINTS', 'NOT_FUNDUS', 'NOT_READ', 'expand_inputs', 'advice', 'Predictor', 'make_hostile_folder',
-           'write_predictions', 'run_predict']
+__all__ = ['VERDICTS', 'HINTS', 'NOT_FUNDUS', 'NOT_READ', 'expand_inputs', 'advice', 'Predictor', 'write_predictions',
+           'run_predict']
 
 # %% ../nbs/11b_predict.ipynb #f97b2a32
 def _csv_paths(csv:Path) -> list[str]:
@@ -101,7 +100,7 @@ class Predictor:
         self.channels_last = prepare_model(self.model, self.device, self.precision)
         self.batch_size, self.size = batch_size, int(self.meta["image_size"])
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.workers = workers if workers is not None else (1 if os.environ.get("IN_TEST") else min(4, cores))
+        self.workers = workers if workers is not None else default_workers(min(4, cores))
         self.threads = threads or max(1, cores - self.workers)
         self.exact_cam = _exact_cam_ok(model)   # CAM from the forward pass (see GradCAM overlays) instead of a backward pass
         self.threshold = float(self.meta["detail_threshold"])
@@ -239,44 +238,6 @@ def predict(self:Predictor,
     finally: torch.set_num_threads(was)
     self.timing = t | dict(wall_s=time.perf_counter() - t0)
     return self._table(paths, rows, cam)
-
-# %% ../nbs/11b_predict.ipynb #be3ff565
-def _write_fundus(path:Path, seed:int, size:int=256):
-    "A synthetic good-quality fundus photograph written to `path` (JPEG or PNG by suffix)."
-    img = synth_fundus(size, np.random.default_rng(seed))
-    cv2.imwrite(str(path), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 92] if path.suffix.lower() in (".jpg", ".jpeg") else [])
-
-# %% ../nbs/11b_predict.ipynb #ff195599
-def make_hostile_folder(root:str|Path,  # folder to create (or fill)
-                        huge:bool=True  # include the 8000×8000 JPEG (about 3 s to write and to read)
-                       ) -> dict:
-    "Write good and bad image files to `root`: {file name: ('error', reason fragment) or ('ok', fov_found)}."
-    from PIL import Image
-    d = Path(root); d.mkdir(parents=True, exist_ok=True)
-    card = synth_fundus(256, np.random.default_rng(11))
-    _write_fundus(d/"good_1.jpg", 1); _write_fundus(d/"good_2.png", 2)
-    good = (d/"good_1.jpg").read_bytes()
-    (d/"truncated.jpg").write_bytes(good[: len(good) // 3])
-    (d/"zero_bytes.jpg").write_bytes(b"")
-    (d/"text_named.jpg").write_text("hello, I am not a JPEG\n")
-    Image.fromarray(card).convert("L").save(d/"grayscale.png")
-    Image.fromarray(np.dstack([card, np.full(card.shape[:2], 255, np.uint8)])).save(d/"rgba.png")
-    cv2.imwrite(str(d/"deep_16bit.png"), card[..., ::-1].astype(np.uint16) * 257)
-    Image.fromarray(np.full((1, 1, 3), 128, np.uint8)).save(d/"one_pixel.png")
-    Image.fromarray(np.zeros((480, 640, 3), np.uint8)).save(d/"all_black.jpg")
-    yy, xx = np.mgrid[:480, :640]
-    Image.fromarray(np.dstack([xx * 255 // 639, yy * 255 // 479, np.full_like(xx, 128)]).astype(np.uint8)).save(d/"gradient.png")
-    Image.fromarray((((yy // 40 + xx // 40) % 2) * 255).astype(np.uint8)).convert("RGB").save(d/"checkerboard.jpg")
-    out = {"good_1.jpg": ("ok", True), "good_2.png": ("ok", True), "truncated.jpg": ("error", "truncated"),
-           "zero_bytes.jpg": ("error", "empty file"), "text_named.jpg": ("error", "not an image"), "grayscale.png": ("ok", True),
-           "rgba.png": ("ok", True), "deep_16bit.png": ("ok", True), "one_pixel.png": ("ok", False), "all_black.jpg": ("ok", False),
-           "gradient.png": ("ok", False), "checkerboard.jpg": ("ok", False)}
-    if huge:
-        big = np.zeros((8000, 8000, 3), np.uint8)
-        cv2.circle(big, (4000, 4000), 3900, (40, 90, 180), -1)    # BGR of a fundus-like orange disc
-        cv2.imwrite(str(d/"huge_8000px.jpg"), big, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        out["huge_8000px.jpg"] = ("ok", True)
-    return out
 
 # %% ../nbs/11b_predict.ipynb #0c2caa3d
 def _scale(maps:np.ndarray, size:int|None=None) -> np.ndarray:

@@ -9,16 +9,16 @@ from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
 import pandas as pd
-from .config import Config, DETAILS, CLASS_NAMES
+from .config import Config, DETAILS
 from .files import atomic_write_text, atomic_write_csv
 from .datasets import (read_eyeq, read_eyeq_d, read_deepdrid, read_details, read_class_folders,
                                  assign_splits)
 from .cache import build_cache, CachedImages
-from .registry import SETTINGS, get_setting, require, split
+from .registry import get_setting, require, split, set_classes, synthetic_folder
 from .rundir import RunDir
 
 # %% auto #0
-__all__ = ['synth_dir', 'dataset_tables', 'data_summary', 'data_lock', 'prepare_data', 'load_prepared']
+__all__ = ['synth_dir', 'dataset_tables', 'data_summary', 'data_lock', 'prepare_data', 'load_prepared', 'split_rows']
 
 # %% ../nbs/02d_prepare.ipynb #56f54789
 def synth_dir(cfg:Config # a Config: data_dir, preset and seed
@@ -35,8 +35,8 @@ def dataset_tables(cfg:Config # the run's Config: data_source, data_root, data_d
     if src == "synthetic":
         from fundus_mtl.synth import write_synthetic
         root = synth_dir(cfg); write_synthetic(cfg, root)
-        out["detail"] = split(cfg, read_details(root/"mshf/details.csv"), cfg.detail_test_frac)
-        eyeqd = (root/"eyeq-d/EyeQ-D-Quality-Details.csv", None, True)
+        out["detail"] = split(cfg, read_details(root/synthetic_folder("detail")/"details.csv"), cfg.detail_test_frac)
+        eyeqd = (root/synthetic_folder("eyeqd")/"EyeQ-D-Quality-Details.csv", None, True)
     elif src == "real":
         from fundus_mtl.synth import build_mshf_standin
         det = Path(cfg.data_dir)/"real-detail"/f"seed{cfg.seed}-v{cfg.variants_per_photo}"
@@ -60,8 +60,7 @@ def data_summary(tables:dict # set name -> canonical table with a `split` column
         for split, g in df.groupby("split", sort=False):
             r = dict(set=name, split=split, images=len(g))
             if g["overall"].notna().any():
-                names = SETTINGS[name].classes if name in SETTINGS else CLASS_NAMES[3 if g["overall"].max() == 2 or name == "eyeqd" else 2]
-                for k, n in enumerate(names): r[n] = int((g["overall"] == k).sum())
+                for k, n in enumerate(set_classes(name)): r[n] = int((g["overall"] == k).sum())
             for d in DETAILS:
                 if g[d].notna().any(): r[f"{d} bad"] = int((g[d] == 0).sum())
             rows.append(r)
@@ -117,3 +116,10 @@ def load_prepared(cfg:Config, # a Config whose run_dir holds a prepared run (and
     cache = CachedImages(np.load(cdir/f"{key}.npy", mmap_mode="r"), pd.read_csv(cdir/f"{key}.csv", keep_default_na=False), key)
     if len(cache.images) != len(df): raise ValueError(f"cache {key} does not match table {m[name]['table']}")
     return df, cache
+
+def split_rows(df:pd.DataFrame, # a prepared set's table (`load_prepared`)
+               cache,           # its cached images (`CachedImages`: `.ok` marks the readable ones)
+               split:str        # train | val | test
+              ) -> np.ndarray:
+    "Indices of the readable rows of `split`."
+    return np.flatnonzero((df["split"] == split).to_numpy() & cache.ok)

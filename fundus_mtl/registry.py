@@ -12,7 +12,7 @@ from .datasets import read_eyeq, read_deepdrid, read_class_folders, assign_split
 
 # %% auto #0
 __all__ = ['SOURCE_KINDS', 'SETTINGS', 'DETAIL_SETS', 'Setting', 'require', 'split', 'register_setting', 'get_setting',
-           'DetailSet']
+           'DetailSet', 'set_classes', 'synthetic_folder', 'figure_setting']
 
 # %% ../nbs/01d_registry.ipynb #f9c6e9cc
 SOURCE_KINDS = {"synthetic": "synthetic", "real": "real", "paper-eyeq": "paper", "paper-deepdrid": "paper"}   # Config.data_source -> reader kind
@@ -112,11 +112,33 @@ def get_setting(name:str # a task-B setting, e.g. eyeq
 # %% ../nbs/01d_registry.ipynb #d8eab977
 @dataclass(frozen=True)
 class DetailSet:
-    "A set with true quality details: the split Table 4 scores and the Teacher's predictions file key."
+    "A set with true quality details: the split Table 4 scores, the Teacher's predictions file key, its synthetic folder and overall classes."
     name: str             # the data stage's set name (data/<name>.csv)
     split: str|None       # the split scored (None: every image)
     teacher_key: str      # RunDir.teacher_predictions(key)
     title: str            # as tables name it
+    synthetic: str = ""   # its folder among the synthetic sets (`prepare.synth_dir`), as `02c_synth` writes it
+    classes: tuple = ()   # canonical overall classes when the set has overall labels (EyeQ-D's raters: 3), else ()
 
-DETAIL_SETS = {"detail": DetailSet("detail", "test", "test", "detail test split"),
-               "eyeqd": DetailSet("eyeqd", None, "eyeqd", "EyeQ-D")}
+DETAIL_SETS = {"detail": DetailSet("detail", "test", "test", "detail test split", "mshf"),
+               "eyeqd": DetailSet("eyeqd", None, "eyeqd", "EyeQ-D", "eyeq-d", CLASS_NAMES[3])}
+
+# %% ../nbs/01d_registry.ipynb #a6e84ad8
+def set_classes(name:str # a set of the run: a task-B setting or a detail set (`DETAIL_SETS`)
+               ) -> tuple:
+    "The canonical overall classes of set `name`: its setting's, or its detail set's (() when it has no overall labels)."
+    return DETAIL_SETS[name].classes if name in DETAIL_SETS else get_setting(name).classes
+
+def synthetic_folder(name:str # a set of the run: a task-B setting or a detail set (`DETAIL_SETS`)
+                    ) -> str:
+    "The folder of set `name` among the synthetic sets (`prepare.synth_dir`); also its code in `synth.SET_CODES`."
+    if name in DETAIL_SETS: return DETAIL_SETS[name].synthetic
+    s = get_setting(name)
+    if "synthetic" not in s.readers: raise ValueError(f"setting {name!r} has no synthetic data (it reads: {', '.join(s.readers) or 'nothing'})")
+    return s.readers["synthetic"][0]
+
+# %% ../nbs/01d_registry.ipynb #72036d92
+def figure_setting(names # the run's task-B settings (`Config.settings`)
+                  ) -> str:
+    "The setting the one-model figures show: the first of `names` with the most overall classes (EyeQ in the paper's runs)."
+    return max(names, key=lambda s: get_setting(s).n_classes)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 import numpy as np
+from scipy.stats import chi2
 import pandas as pd
 import matplotlib
 import matplotlib.pyplot as plt
 from .config import CLASS_NAMES
-from .files import write_table, save_figure
+from .files import atomic_write_text, write_table, save_figure
 from .rundir import RunDir, REPLICATE_MODELS
 from .metrics import confusions, scores_from_confusion
 from .stats import cluster_bootstrap_weights, holm, TOST_MARGIN
@@ -20,7 +21,7 @@ from .replicates import replicate_records
 
 # %% auto #0
 __all__ = ['MODEL_LABELS', 'COMPARISONS', 'PAPER_EYEQ', 'n_classes_of', 'model_scores', 'seeds_overall', 'hierarchical_bootstrap',
-           'seeds_summary', 'seeds_figure', 'write_seeds']
+           'seeds_summary', 'replicates_needed', 'verdict_markdown', 'seeds_figure', 'write_seeds', 'update_block']
 
 # %% ../nbs/07f_replicate_tables.ipynb #c540d5e1
 MODEL_LABELS = dict(st="ST", mt="MT", st_ext="ST-extended", mt_permuted="MT-permuted")   # how the tables name the models
@@ -87,8 +88,11 @@ def seeds_summary(root:str|Path,             # the study's folder
         arm_rows = []
         for a, b in COMPARISONS:
             both = f1[[a, b]].dropna()
-            if len(both) < 2:
-                arm_rows.append(dict(arm=arm, comparison=f"{MODEL_LABELS[a]} − {MODEL_LABELS[b]}", n=len(both), verdict=f"No verdict: {len(both)} replicate(s); at least 2 are needed to compare, 3 for a verdict.")); continue
+            if len(both) < 2:   # the difference itself, but nothing about how it varies
+                d = (both[a] - both[b]).to_numpy()
+                arm_rows.append(dict(arm=arm, comparison=f"{MODEL_LABELS[a]} − {MODEL_LABELS[b]}", n=len(both), mean_diff=float(d.mean()) if len(d) else np.nan,
+                                     wins=int((d > 0).sum()), losses=int((d < 0).sum()),
+                                     verdict=f"No verdict: {len(both)} replicate(s); at least 2 are needed to compare, 3 for a verdict.")); continue
             s = paired_summary(both[a].to_numpy(), both[b].to_numpy(), margin, alpha)
             reps = []
             for seed in both.index:
@@ -105,6 +109,39 @@ def seeds_summary(root:str|Path,             # the study's folder
         rows += arm_rows
     cols = ["arm", "comparison", "n", "mean_diff", "ci_lo", "ci_hi", "ci_lo_t", "ci_hi_t", "p_t", "p_holm", "p_wilcoxon", "d_z", "wins", "losses", "p_tost", "margin", "mdd", "verdict"]
     return pd.DataFrame(rows).reindex(columns=cols)
+
+# %% ../nbs/07f_replicate_tables.ipynb #9f89a619
+def replicates_needed(sd:float,               # standard deviation of the per-replicate difference
+                      target:float=TOST_MARGIN, # the difference to detect (F1)
+                      alpha:float=0.05,       # level of the two-sided paired t-test
+                      power:float=0.8         # wanted power
+                     ) -> int:
+    "Paired replicates whose t-test detects `target` with `power` when the differences spread by `sd`."
+    from statsmodels.stats.power import TTestPower
+    if not (np.isfinite(sd) and sd > 0): raise ValueError(f"need a positive, finite standard deviation of the differences, got {sd}")
+    return int(np.ceil(TTestPower().solve_power(effect_size=target / sd, alpha=alpha, power=power, alternative="two-sided")))
+
+def verdict_markdown(overall:pd.DataFrame,  # `seeds_overall`'s table
+                     summary:pd.DataFrame   # `seeds_summary`'s table
+                    ) -> str:
+    "The study's state in Markdown, generated from its tables: replicates, cost per host, the sizing of MT − ST-extended, the verdicts."
+    paras = []
+    for arm, g in overall.groupby("arm", sort=True):
+        reps = g.drop_duplicates("seed")
+        cost = "; ".join(f"{h.iloc[0].cpu} ({h.iloc[0].precision}, {'with' if h.iloc[0].bf16 else 'no'} bf16 units): {len(h)} replicate(s), "
+                         f"{h['replicate_seconds'].mean() / 60:.1f} min each on average" for _, h in reps.groupby(["cpu", "precision"]))
+        f1 = g.pivot(index="seed", columns="model", values="f1")
+        means = ", ".join(f"{MODEL_LABELS[m]} {f1[m].mean():.3f}" for m in ("st", "st_ext", "mt", "mt_permuted") if m in f1)
+        text = f"**Arm `{arm}`**: {len(reps)} replicates; mean test macro F1 {means}. Cost: {cost}."
+        d = (f1["mt"] - f1["st_ext"]).dropna()
+        if len(d) >= 2:
+            sd, k = float(d.std(ddof=1)), len(d) - 1
+            lo, hi = (sd * np.sqrt(k / chi2.ppf(q, k)) for q in (0.975, 0.025))   # the SD's 95 % CI (normal differences): few replicates know it poorly
+            need = f"{replicates_needed(sd)} paired replicates (re-estimate as replicates land)" if sd > 0 else "no estimate (no spread yet)"
+            text += (f" MT − ST-extended per replicate: {', '.join(f'{x:+.3f}' for x in d)} (SD {sd:.3f}, 95 % CI {lo:.3f}–{hi:.3f}); to detect "
+                     f"{TOST_MARGIN:g} F1 with 80 % power (two-sided paired t, α = 0.05) the experiment needs {need}.")
+        paras.append(text + "\n\n" + "\n".join(f"- {v}" for v in summary.loc[summary["arm"] == arm, "verdict"]))
+    return "\n\n".join(paras) + "\n"
 
 # %% ../nbs/07f_replicate_tables.ipynb #ad262833
 def seeds_figure(overall:pd.DataFrame,   # `seeds_overall`'s table
@@ -130,7 +167,7 @@ def seeds_figure(overall:pd.DataFrame,   # `seeds_overall`'s table
 def write_seeds(root:str|Path,   # the study's folder (or a committed copy of it)
                 B:int=2000       # hierarchical bootstrap resamples
                ) -> dict:
-    "Write tables/seeds_overall, tables/seeds_summary (.csv, .md) and figures/seeds.png from every finished replicate; returns the tables."
+    "Write tables/seeds_overall, tables/seeds_summary (.csv, .md), tables/seeds_verdict.md and figures/seeds.png from every finished replicate; returns the tables."
     run = RunDir(root)
     overall = seeds_overall(root); summary = seeds_summary(root, overall, B)
     hosts = "; ".join(f"{c} ({p})" for c, p in overall[["cpu", "precision"]].drop_duplicates().itertuples(index=False))
@@ -141,7 +178,21 @@ def write_seeds(root:str|Path,   # the study's folder (or a committed copy of it
                 f"hierarchical bootstrap 95 % CI ({B} resamples: replicates, then patients within each); ci_lo_t/ci_hi_t: t interval over replicates; "
                 f"p_holm: Holm across the arm's {len(COMPARISONS)} comparisons; p_tost: equivalence within ±{TOST_MARGIN:g}; mdd: the difference "
                 "detectable with 80 % power at this n. The verdict reads the t interval and TOST (unadjusted).")
+    atomic_write_text(run.tables/"seeds_verdict.md", verdict_markdown(overall, summary))
     fig = seeds_figure(overall)
     save_figure(fig, run.figures/"seeds.png", "Test macro F1 of every replicate (grey: one replicate's models, joined), the mean over replicates (bars) "
                 "and the paper's EyeQ values (red marks: a different scale, ImageNet weights at 512 px)."); plt.close(fig)
     return dict(overall=overall, summary=summary)
+
+# %% ../nbs/07f_replicate_tables.ipynb #08c98d08
+def update_block(path:str|Path,  # a Markdown file holding the markers
+                 name:str,        # the block's name: <!-- name:start --> ... <!-- name:end -->
+                 text:str         # what goes between them
+                ) -> Path:
+    "Replace the generated block `name` of a Markdown file with `text` (atomically); refuses a file without exactly one such block."
+    path = Path(path); s = path.read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if s.count(start) != 1 or s.count(end) != 1 or s.index(start) > s.index(end):
+        raise ValueError(f"{path} must hold exactly one '{start}' followed by one '{end}'")
+    head, rest = s.split(start); _, tail = rest.split(end)
+    return atomic_write_text(path, f"{head}{start}\n{text.strip()}\n{end}{tail}")

@@ -14,10 +14,10 @@ from .config import Config, DETAILS, get_config, resolve_paths, save_config, loa
 from .files import atomic_write_csv, atomic_write_json
 from .rundir import RunDir, REPLICATE_MODELS, MODEL_FILE, LAST_FILE
 from .cache import CachedDataset
-from .prepare import load_prepared, data_lock
+from .prepare import load_prepared, data_lock, split_rows
 from .inference import cpu_supports_bf16, predict, resolve_device, resolve_precision
 from .metrics import detail_f1, overall_f1
-from .teacher import train_teacher, write_pseudo_labels, split_rows
+from .teacher import train_teacher, write_pseudo_labels, NEAR_CONSTANT
 from .student import setting_data, prediction_table, fit_st, fit_mt, fit_st_ext
 
 # %% auto #0
@@ -74,7 +74,7 @@ def teacher_evidence(cfg:Config,          # a preprocessing option's config (`pr
                 teacher_seconds=round(time.time() - t0, 1))
 
 def choose_preprocessing(evidence:dict,        # option -> `teacher_evidence` row
-                         constant:float=0.05   # a pseudo-label good share under this or over 1 - this refuses the option
+                         constant:float=NEAR_CONSTANT # a pseudo-label good share under this or over 1 - this refuses the option (`teacher.NEAR_CONSTANT`)
                         ) -> str:
     "The option with the best mean validation detail F1 among those whose pseudo-labels are not near-constant."
     ok = {o: e for o, e in evidence.items() if all(constant <= e[f"good_share_{d}"] <= 1 - constant for d in DETAILS)}
@@ -100,7 +100,7 @@ def host_info() -> dict:
     return dict(cpu=cpu or platform.processor() or platform.machine(), cores=os.cpu_count(), bf16=cpu_supports_bf16())
 
 def ensure_protocol(cfg:Config,           # the study's config (`study_config`)
-                    min_share:float=0.05, # refuse an option whose pseudo-labels' good share of a detail is under this or over 1 - this
+                    min_share:float=NEAR_CONSTANT, # refuse an option whose pseudo-labels' good share of a detail is under this or over 1 - this
                     progress:bool=False,  # show the Teachers' training progress
                     log:bool=True         # print the decision
                    ) -> dict:
@@ -198,7 +198,7 @@ def replicates(run:str,                      # the study's folder (created on fi
                data_root:str|None=None,      # folder of the real datasets
                overrides:dict|None=None,     # Config fields to change, e.g. image_size=96 (values may be JSON)
                keep_models:bool=False,       # keep the replicates' model files
-               min_share:float=0.05,         # the preprocessing decision refuses pseudo-labels whose good share of a detail is under this or over 1 - this
+               min_share:float=NEAR_CONSTANT, # the preprocessing decision refuses pseudo-labels whose good share of a detail is under this or over 1 - this
                log:bool=True,                # print each replicate's progress
                progress:bool=False           # show training progress bars
               ) -> list:

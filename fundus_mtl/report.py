@@ -12,8 +12,8 @@ from .files import atomic_write_text
 from .rundir import RunDir
 
 # %% auto #0
-__all__ = ['FIGURE_TITLES', 'md_blocks', 'render_report', 'write_report', 'find_chromium', 'screenshot', 'check_table',
-           'check_figure']
+__all__ = ['FIGURE_TITLES', 'REPORT_ROWS', 'md_blocks', 'table_caption', 'render_report', 'write_report', 'find_chromium',
+           'screenshot', 'check_table', 'check_figure']
 
 # %% ../nbs/11d_report.ipynb #7d6b16e6
 def _pipe_table(lines:list[str]) -> pd.DataFrame:
@@ -35,6 +35,15 @@ def md_blocks(text:str # Markdown: paragraphs and pipe tables
         elif para: out.append(" ".join(para)); para = []
     return out
 
+def table_caption(text:str # a table's .md, as `files.write_table` writes it
+                 ) -> list[str]:
+    "The caption paragraphs of a table's .md: those before its first table."
+    out = []
+    for b in md_blocks(text):
+        if not isinstance(b, str): break
+        out.append(b)
+    return out
+
 # %% ../nbs/11d_report.ipynb #e088fb6e
 FIGURE_TITLES = {  # file name prefix -> what it shows (the paper's numbering)
     "data_examples": "Example images of each set", "fig3": "Figure 3 — row-normalised confusion matrices",
@@ -53,10 +62,18 @@ def _title(stem:str) -> str:
         if stem.startswith(k): return f"{v} ({stem})"
     return stem
 
-def _table_html(path:Path) -> str:
-    parts = []
-    for b in md_blocks(path.read_text()):
-        parts.append(b.to_html(index=False, escape=True, border=0) if isinstance(b, pd.DataFrame) else f"<p class='cap'>{html.escape(b)}</p>")
+REPORT_ROWS = 60   # a longer table shows its first rows in the report, with a link to the whole CSV
+
+def _table_html(stem:Path, root:Path) -> str:
+    "A table's caption (from its .md) and its numbers (from its CSV) as HTML."
+    md, csv = stem.with_name(stem.name + ".md"), stem.with_name(stem.name + ".csv")
+    parts = [f"<p class='cap'>{html.escape(p)}</p>" for p in (table_caption(md.read_text()) if md.exists() else [])]
+    if csv.exists():
+        t = pd.read_csv(csv)
+        parts.append(t.head(REPORT_ROWS).to_html(index=False, escape=True, border=0, na_rep="", float_format="{:.4g}".format))
+        if len(t) > REPORT_ROWS:
+            parts.append(f"<p class='cap'>the first {REPORT_ROWS} of {len(t)} rows; all of them in "
+                         f"<a href='{html.escape(csv.relative_to(root).as_posix())}'>{html.escape(csv.name)}</a></p>")
     return "\n".join(parts)
 
 def render_report(run_dir:str|Path # the run directory
@@ -80,10 +97,11 @@ def render_report(run_dir:str|Path # the run directory
         h += ["<h2>Stages</h2>", st.to_html(index=False, escape=False, border=0), f"<p class='cap'>total {total:.0f} s</p>"]
     if run.student_summary.exists():
         h += ["<h2>Students at a glance</h2>", pd.read_csv(run.student_summary).to_html(index=False, border=0)]
-    tables = sorted(run.tables.glob("*.md"), key=lambda t: (not t.stem.startswith("table"), t.stem)) if run.tables.exists() else []   # the paper's tables first
+    stems = {p.with_suffix("") for p in run.tables.glob("*") if p.suffix in (".csv", ".md")} if run.tables.exists() else set()
+    tables = sorted(stems, key=lambda t: (not t.name.startswith("table"), t.name))   # the paper's tables first
     if tables:
         h.append("<h2>Tables</h2>")
-        for t in tables: h += [f"<h3>{html.escape(t.stem)}</h3>", _table_html(t)]
+        for t in tables: h += [f"<h3>{html.escape(t.name)}</h3>", _table_html(t, root)]
     figs = sorted(run.figures.glob("*.png")) if run.figures.exists() else []
     if figs:
         h.append("<h2>Figures</h2>")

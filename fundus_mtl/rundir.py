@@ -56,7 +56,12 @@ def _student_dir(self:RunDir, setting:str, # a task-B setting, e.g. eyeq
                  name:str                  # st | mt | st_ext
                 ) -> Path:
     "The folder of student `name` of `setting` (for MT: the λ grid's parent folder, holding chosen.json and the chosen model's predictions)."
-    return self.root/setting/_student(name)
+    return self.setting_dir(setting)/_student(name)
+
+def _setting_dir(self:RunDir, setting:str # a task-B setting, e.g. eyeq
+                ) -> Path:
+    "The student stage's folder of `setting`: its students' folders."
+    return self.root/setting
 
 def _mt_candidate(self:RunDir,
                   setting:str,     # a task-B setting, e.g. eyeq
@@ -72,19 +77,22 @@ def _chosen(self:RunDir, setting:str # a task-B setting, e.g. eyeq
     return self.student_dir(setting, "mt")/"chosen.json"
 
 def _evaluation(self:RunDir,
-                setting:str, # a task-B setting, e.g. eyeq
-                model:str    # baseline, or a student whose extra predictions the evaluation writes
+                setting:str|None=None, # a task-B setting, e.g. eyeq (None: the stage's whole folder)
+                model:str|None=None    # baseline, or a student whose extra predictions the evaluation writes
                ) -> Path:
-    "The evaluation stage's folder of `model` in `setting`."
-    return self.root/"evaluation"/setting/model
+    "The evaluation stage's folder of `model` in `setting` (without them: the stage's folder)."
+    d = self.root/"evaluation"
+    if setting is None: return d
+    return d/setting/model if model else d/setting
 
 def _efficiency(self:RunDir,
-                setting:str,            # a task-B setting, e.g. eyeq
+                setting:str|None=None,  # a task-B setting, e.g. eyeq (None: the stage's whole folder)
                 variant:str|None=None   # a variant's folder name (`14_label_efficiency.variant_name`)
                ) -> Path:
-    "The label-efficiency stage's folder of `setting` (or of one variant)."
-    d = self.root/"efficiency"/setting
-    return d/variant if variant else d
+    "The label-efficiency stage's folder of `setting` (or of one variant; without them: the stage's folder)."
+    d = self.root/"efficiency"
+    if setting is None: return d
+    return d/setting/variant if variant else d/setting
 
 def _variant_predictions(self:RunDir, setting:str, # a task-B setting
                          variant:str,                # the variant's folder name
@@ -94,7 +102,7 @@ def _variant_predictions(self:RunDir, setting:str, # a task-B setting
     "The predictions of a label-efficiency variant's student."
     return self.efficiency(setting, variant)/_student(model)/f"predictions_{split}.csv"
 
-RunDir.set_table, RunDir.teacher_predictions, RunDir.student_dir = _set_table, _teacher_predictions, _student_dir
+RunDir.set_table, RunDir.teacher_predictions, RunDir.student_dir, RunDir.setting_dir = _set_table, _teacher_predictions, _student_dir, _setting_dir
 RunDir.variant_predictions = _variant_predictions
 RunDir.mt_candidate, RunDir.chosen, RunDir.evaluation, RunDir.efficiency = _mt_candidate, _chosen, _evaluation, _efficiency
 
@@ -107,19 +115,20 @@ def _chosen_lambdas(self:RunDir, setting:str # a task-B setting, e.g. eyeq
     c = json.loads(f.read_text())
     return c["lambda_a"], c["lambda_b"]
 
-def _best_val(folder:Path) -> float:
-    import pandas as pd
-    return float(pd.read_csv(folder/HISTORY_FILE)["val_metric"].max())
+def _kept_score(folder:Path) -> float:
+    "The validation score of the weights a model folder keeps: its model.pt's meta (what `fit` returns as best_score)."
+    import torch
+    return float(torch.load(folder/MODEL_FILE, map_location="cpu", weights_only=True, mmap=True)["meta"]["score"])
 
 def _model_dir(self:RunDir, setting:str|None, # a task-B setting (None for the Teacher)
                name:str                       # teacher | st | mt | st_ext
               ) -> Path:
-    "The folder whose model.pt is model `name` of `setting`: the chosen λ for MT, ST's checkpoint for ST-extended when no extension epoch beat it."
+    "The folder whose model.pt is model `name` of `setting`: the chosen λ for MT; for ST-extended its own unless its kept weights do not beat ST's on validation, then ST's."
     if name == "teacher": return self.teacher
     if name == "mt": return self.mt_candidate(setting, *self.chosen_lambdas(setting))
     if name == "st_ext":
         st, ext = self.student_dir(setting, "st"), self.student_dir(setting, "st_ext")
-        return ext if _best_val(ext) > _best_val(st) else st
+        return ext if _kept_score(ext) > _kept_score(st) else st     # the one place this is decided (`06_student.train_students` asks here)
     return self.student_dir(setting, name)
 
 def _predictions(self:RunDir, setting:str|None, # a task-B setting (None for the Teacher)
@@ -132,6 +141,27 @@ def _predictions(self:RunDir, setting:str|None, # a task-B setting (None for the
     return self.student_dir(setting, name)/f"predictions_{split}.csv"
 
 RunDir.chosen_lambdas, RunDir.model_dir, RunDir.predictions = _chosen_lambdas, _model_dir, _predictions
+
+# %% ../nbs/00b_rundir.ipynb #c1a0b2d2
+def _pool_pseudo_labels(self:RunDir, key:str # the pool's image cache key (`cache.build_cache`)
+                       ) -> Path:
+    "The Teacher's probabilities and pseudo-labels for the unlabelled pool cached under `key`."
+    return self.pool/f"pseudo_labels_{key}.csv"
+
+def _signal_trunk(self:RunDir, setting:str, # a task-B setting
+                  seed:int                   # the trunk's seed
+                 ) -> Path:
+    "The model folder of the trunk trained on the Teacher's signals only (14c_leaf)."
+    return self.efficiency(setting, f"teacher-signals,seed={seed}")
+
+def _calibrated_predictions(self:RunDir, setting:str, seed:int, # the signal trunk (`signal_trunk`)
+                            budget:float                         # the share of training labels the linear head saw
+                           ) -> Path:
+    "The test predictions of the linear head fitted on the signal trunk with label budget `budget`."
+    return self.signal_trunk(setting, seed)/f"predictions_test_budget{budget:g}.csv"
+
+RunDir.cam_mass_per_image = property(lambda self: self.gradcam/"cam_mass_per_image.csv", doc="the share of each map's CAM mass inside the known defect, per image")
+RunDir.pool_pseudo_labels, RunDir.signal_trunk, RunDir.calibrated_predictions = _pool_pseudo_labels, _signal_trunk, _calibrated_predictions
 
 # %% ../nbs/00b_rundir.ipynb #afafa653
 REPLICATE_MODELS = ("st", "mt", "st_ext", "mt_permuted")   # the models of one replicate (07e_replicates)

@@ -13,7 +13,7 @@ from .registry import SETTINGS
 from .rundir import RunDir
 
 # %% auto #0
-__all__ = ['STAGES', 'STAGE_OUTPUTS', 'OPTIONAL_STAGES', 'clear_stage', 'notebooks_dir', 'available_stages', 'read_ledger',
+__all__ = ['STAGES', 'OPTIONAL_STAGES', 'stage_outputs', 'clear_stage', 'notebooks_dir', 'available_stages', 'read_ledger',
            'record_stage', 'PeakMemory', 'StageError', 'run_stage']
 
 # %% ../nbs/11c_stages.ipynb #f247d733
@@ -28,25 +28,32 @@ STAGES = {  # stage name -> notebook in nbs/
     "efficiency": "14_label_efficiency.ipynb",
 }
 
-_RUN = RunDir("")   # the run layout's names, relative to a run directory
-STAGE_OUTPUTS = {  # what each stage writes in the run directory: cleared before the stage is redone
-    "data": ["data"], "teacher": ["teacher", _RUN.pseudo_labels.name],
-    "student": [*SETTINGS, _RUN.student_summary.name],   # one folder per registered task-B setting (01d_registry)
-    "evaluation": ["evaluation", "tables/table[234]_*", "figures/fig3_*"],
-    "gradcam": ["gradcam", "tables/cam_*", "tables/gradcam_*", "figures/fig4_*", "figures/fig5_*"],
-    "tsne": ["tables/tsne_*", "figures/fig6_*", "figures/fig7_*"],
-    "interobserver": ["tables/table5_*"],
-    "efficiency": ["efficiency", "pool", "tables/ext*", "figures/ext*"],
-}
 OPTIONAL_STAGES = ("efficiency",)   # beyond the paper and long (demo: about 25 min): run with --extensions or when named in --stages
+
+def stage_outputs(stage:str # a stage of STAGES
+                 ) -> list[str]:
+    "What `stage` writes in a run directory — names and glob patterns relative to it, from `RunDir`'s layout and the settings registered now."
+    if stage not in STAGES: raise ValueError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+    run = RunDir(""); t, f = run.tables, run.figures   # the layout's names, relative to a run directory
+    out = {
+        "data": [run.data, f/"data_examples.*"],
+        "teacher": [run.teacher, run.pseudo_labels, t/"pseudo_labels.*"],
+        "student": [*(run.setting_dir(s) for s in SETTINGS), run.student_summary],   # one folder per task-B setting registered (01d_registry)
+        "evaluation": [run.evaluation(), t/"table[234]_*", f/"fig3_*"],
+        "gradcam": [run.gradcam, t/"cam_*", t/"gradcam_*", f/"fig4_*", f/"fig5_*"],
+        "tsne": [t/"tsne_*", f/"fig6_*", f/"fig7_*"],
+        "interobserver": [t/"table5_*"],
+        "efficiency": [run.efficiency(), run.pool, t/"ext*", f/"ext*"],
+    }
+    return [p.as_posix() for p in out.get(stage, [])]
 
 def clear_stage(run_dir:str|Path,  # the run directory
                 stage:str           # a stage of STAGES
                ) -> list:
-    "Remove a stage's outputs (names or glob patterns in STAGE_OUTPUTS) from a run, so a redone stage retrains instead of resuming; returns what was removed."
+    "Remove a stage's outputs (`stage_outputs`) from a run, so a redone stage retrains instead of resuming; returns what was removed."
     import shutil
     gone = []
-    for pattern in STAGE_OUTPUTS.get(stage, []):
+    for pattern in stage_outputs(stage):
         for p in sorted(Path(run_dir).glob(pattern)):
             if p.is_dir(): shutil.rmtree(p)
             else: p.unlink()
@@ -74,7 +81,7 @@ def available_stages(nbs:Path|None=None  # the notebooks folder (default: `noteb
 def read_ledger(run_dir:str|Path  # the run directory
                ) -> dict:
     "The finished stages of a run (`stages.json`), empty when none."
-    p = Path(run_dir)/"stages.json"
+    p = RunDir(run_dir).stages
     return json.loads(p.read_text()) if p.exists() else {}
 
 def record_stage(run_dir:str|Path,  # the run directory
@@ -84,7 +91,7 @@ def record_stage(run_dir:str|Path,  # the run directory
     "Add a finished `stage` with `info` to the run's ledger."
     led = read_ledger(run_dir)
     led[stage] = {**info, "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    atomic_write_text(Path(run_dir)/"stages.json", json.dumps(led, indent=2))
+    atomic_write_text(RunDir(run_dir).stages, json.dumps(led, indent=2))
     return led
 
 # %% ../nbs/11c_stages.ipynb #c4a0668e

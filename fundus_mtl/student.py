@@ -14,14 +14,14 @@ from .files import atomic_write_csv, atomic_write_json
 from .registry import get_setting
 from .rundir import RunDir, STUDENTS
 from .cache import CachedDataset, BoundedRandAugment
-from .prepare import load_prepared, data_lock
+from .prepare import load_prepared, data_lock, split_rows
 from .datasets import assign_splits
 from .models import build_model, add_detail_head
 from .inference import predict
 from .train import fit, load_model
 from .metrics import overall_metric
 from .losses import UNLABELED, st_loss, mt_loss, class_weights, detail_weights
-from .teacher import train_teacher, write_pseudo_labels, write_teacher_outputs, split_rows
+from .teacher import train_teacher, write_pseudo_labels, write_teacher_outputs
 from .distill import detail_targets, true_details, budget_rows, pool_dataset
 
 # %% auto #0
@@ -149,9 +149,9 @@ def train_students(cfg:Config,         # the run's config
         lambda_a=la, lambda_b=lb, val_f1=mt["best_score"],
         grid=[dict(lambda_a=a, lambda_b=b, val_f1=r["best_score"]) for (a, b), r in runs.items()]))
     ext = fit_st_ext(cfg, d, st["model"], run.student_dir(setting, "st_ext"), progress)
-    st_ext_model = ext["model"] if ext["best_score"] > st["best_score"] else st["model"]
-    models = {"st": st["model"], "mt": mt["model"], "st_ext": st_ext_model}
-    scores = {"st": st["best_score"], "mt": mt["best_score"], "st_ext": max(st["best_score"], ext["best_score"])}
+    st_ext = ext if run.model_dir(setting, "st_ext") == run.student_dir(setting, "st_ext") else st   # RunDir decides, from the model files fit wrote
+    models = {"st": st["model"], "mt": mt["model"], "st_ext": st_ext["model"]}
+    scores = {"st": st["best_score"], "mt": mt["best_score"], "st_ext": st_ext["best_score"]}
     for name, m in models.items():
         atomic_write_csv(run.predictions(setting, name), prediction_table(m, d, cfg))
     return dict(val_f1=scores, lambdas=(la, lb), seconds={k: r["seconds"] for k, r in [("st", st), ("st_ext", ext)]}

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import cv2
-from .config import Config, DETAILS, CLASS_NAMES
+from .config import Config, DETAILS, CLASS_NAMES, default_workers
 from .files import atomic_write_text, atomic_folder
 from .images import read_image, fov_crop, fov_mask, ImageReadError
 from .degrade import sample_degradation, apply_degradation, details_from_spec, overall_from_spec
@@ -56,7 +56,7 @@ def _render(job:dict) -> dict:
 @contextmanager
 def _mapper(workers:int|None=None):
     "A `map` function: a pool of `workers` processes (None: 2, or 1 under IN_TEST), or the builtin for one."
-    if workers is None: workers = 1 if os.environ.get("IN_TEST") else 2
+    if workers is None: workers = default_workers(2)
     if workers <= 1:
         yield lambda f, jobs: list(map(f, jobs)); return
     ctx = mp.get_context("forkserver" if "forkserver" in mp.get_all_start_methods() else None)

@@ -11,7 +11,7 @@ import pandas as pd
 from .config import Config, DETAILS
 from .files import atomic_write_csv, write_table
 from .cache import CachedDataset
-from .prepare import load_prepared, prepare_data
+from .prepare import load_prepared, prepare_data, split_rows
 from .models import build_model
 from .inference import predict
 from .train import fit, load_model
@@ -21,21 +21,14 @@ from .registry import DETAIL_SETS
 from .rundir import RunDir
 
 # %% auto #0
-__all__ = ['ensure_data', 'split_rows', 'train_teacher', 'teacher_predictions', 'write_pseudo_labels', 'write_teacher_outputs',
-           'pseudo_label_shares', 'write_pseudo_label_shares']
+__all__ = ['NEAR_CONSTANT', 'ensure_data', 'train_teacher', 'teacher_predictions', 'write_pseudo_labels', 'write_teacher_outputs',
+           'detail_predictions', 'pseudo_label_shares', 'write_pseudo_label_shares']
 
 # %% ../nbs/05_teacher.ipynb #9c4e92f8
 def ensure_data(cfg:Config # the run's config
                ) -> None:
     "Run the data stage for `cfg` if its manifest is missing."
     if not RunDir(cfg.run_dir).manifest.exists(): prepare_data(cfg, progress=False)
-
-def split_rows(df:pd.DataFrame, # a prepared set's table (`load_prepared`)
-               cache,           # its cached images (`CachedImages`: `.ok` marks the readable ones)
-               split:str        # train | val | test
-              ) -> np.ndarray:
-    "Indices of the readable rows of `split`."
-    return np.flatnonzero((df["split"] == split).to_numpy() & cache.ok)
 
 def train_teacher(cfg:Config,        # the run's config
                   progress:bool=True # show training progress
@@ -87,10 +80,21 @@ def write_teacher_outputs(cfg:Config, # the run's config
     out["pseudo_labels"] = write_pseudo_labels(cfg, model)   # last: its presence marks the stage's outputs complete
     return out
 
+# %% ../nbs/05_teacher.ipynb #c8ae1adf
+def detail_predictions(cfg:Config,      # the run's config
+                       model,           # a model with a detail head
+                       name:str,        # a set with true details: detail or eyeqd (`registry.DETAIL_SETS`)
+                       split:str|None   # the split scored (None: every readable image)
+                      ) -> pd.DataFrame:
+    "P(good) of each detail for set `name` (one split or all), with the true details: image, then <detail>, p_<detail> per detail."
+    return teacher_predictions(cfg, model, name, split)[["image", *[c for d in DETAILS for c in (d, f"p_{d}")]]]
+
 # %% ../nbs/05_teacher.ipynb #944ed693
+NEAR_CONSTANT = 0.02   # a detail whose pseudo-labels are good for under this share of a set, or over 1 - this, is (near-)constant
+
 def pseudo_label_shares(cfg:Config,        # the run (its detail set's training split gives the true shares)
                         pl:pd.DataFrame,   # pseudo_labels.csv (`write_pseudo_labels`)
-                        constant:float=0.02 # a share under this or over 1 - this is flagged as constant
+                        constant:float=NEAR_CONSTANT # a share under this or over 1 - this is flagged as constant
                        ) -> pd.DataFrame:
     "Share of images the Teacher calls good per detail, on each task-B set and on its detail training split; warns on (near-)constant pseudo-labels."
     df, cache = load_prepared(cfg, "detail")
@@ -107,7 +111,7 @@ def pseudo_label_shares(cfg:Config,        # the run (its detail set's training 
 
 def write_pseudo_label_shares(cfg:Config,          # the run
                               shares:pd.DataFrame, # `pseudo_label_shares`'s table
-                              constant:float=0.02  # the threshold it flagged with
+                              constant:float=NEAR_CONSTANT  # the threshold it flagged with
                              ) -> Path:
     "Write `shares` as tables/pseudo_labels (.csv, .md with its caption); returns the .md path."
     return write_table(RunDir(cfg.run_dir).tables/"pseudo_labels", shares, f"Pseudo-labels: share of images Teacher-A calls good, per detail (0.5 threshold), on each task-B set, "

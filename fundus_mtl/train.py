@@ -12,12 +12,14 @@ import torch
 from tqdm.auto import tqdm
 from .config import Config, CLASS_NAMES, DETAILS
 from .files import atomic_write_text, atomic_torch_save
+from .rundir import MODEL_FILE, LAST_FILE, HISTORY_FILE
 from .models import QualityNet
 from .images import preprocessing_name
 from .inference import resolve_device, resolve_precision, autocast, prepare_model, make_loader, to_device, predict
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'CHECKPOINTS', 'seed_everything', 'scaled_milestones', 'fit_meta', 'fit', 'load_model']
+__all__ = ['HISTORY_COLUMNS', 'CHECKPOINTS', 'seed_everything', 'scaled_milestones', 'fit_meta', 'fit', 'model_from_checkpoint',
+           'load_model']
 
 # %% ../nbs/04_train.ipynb #dd9dc764
 def seed_everything(seed:int  # the run's seed (cfg.seed)
@@ -97,7 +99,7 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
        ) -> dict:
     "Train `model` with SGD and the paper's schedule; keep the best epoch by `metric_fn` (or the last, `cfg.checkpoint`); resumable."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
-    last_f, best_f = out_dir/"last.pt", out_dir/"model.pt"
+    last_f, best_f = out_dir/LAST_FILE, out_dir/MODEL_FILE
     if epochs < 1: raise ValueError(f"epochs must be >= 1, got {epochs}")
     if cfg.checkpoint not in CHECKPOINTS: raise ValueError(f"checkpoint={cfg.checkpoint!r}: choose one of {', '.join(CHECKPOINTS)}")
     if len(train_ds) == 0 or len(val_ds) == 0: raise ValueError(f"empty dataset: {len(train_ds)} training, {len(val_ds)} validation images")
@@ -148,7 +150,7 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
         if cfg.checkpoint == "last" or st["best_epoch"] == 0 or (math.isfinite(score) and score > st["best_score"]):
             st["best_score"], st["best_epoch"] = (score if math.isfinite(score) else -math.inf), epoch
             atomic_torch_save(best_f, dict(state_dict=_cpu_state(model), meta=fit_meta(model, epoch, score, st["image_size"], cfg.equalize)))
-        atomic_write_text(out_dir/"history.csv", pd.DataFrame(st["history"], columns=HISTORY_COLUMNS).to_csv(index=False))
+        atomic_write_text(out_dir/HISTORY_FILE, pd.DataFrame(st["history"], columns=HISTORY_COLUMNS).to_csv(index=False))
         st["epoch"] = epoch
         atomic_torch_save(last_f, dict(model=_cpu_state(model), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                                        scaler=scaler.state_dict(), epochs=epochs, rng=_rng_state(g), **st))
@@ -156,18 +158,22 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
     return _result(model, best_f, st["history"])
 
 # %% ../nbs/04_train.ipynb #590af483
+def model_from_checkpoint(ck:dict # a read model.pt: 'state_dict', and 'meta' with backbone, n_classes, n_details (and overall_head)
+                         ) -> QualityNet:
+    "The `QualityNet` a read model.pt describes, with its weights, in eval mode and its meta as `.meta`: the one way from a model file to a network."
+    m = ck["meta"]
+    with torch.random.fork_rng(devices=[]):   # building the heads draws random weights: the caller's random stream stays as it was
+        model = QualityNet(m["backbone"], m["n_classes"], m["n_details"], m.get("overall_head", "softmax"))
+    model.load_state_dict(ck["state_dict"])
+    model.meta = m
+    return model.eval()
+
 def load_model(path,                 # a model.pt written by `fit`, or the folder holding it
                cfg:Config|None=None  # when given, the model is moved to cfg's device
               ) -> QualityNet:
     "The `QualityNet` saved in model.pt, in eval mode, with its metadata as `.meta`."
     path = Path(path)
-    if path.is_dir(): path = path/"model.pt"
+    if path.is_dir(): path = path/MODEL_FILE
     if not path.exists(): raise FileNotFoundError(f"no model at {path}: train it first (fit writes model.pt)")
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    m = ck["meta"]
-    with torch.random.fork_rng(devices=[]):
-        model = QualityNet(m["backbone"], m["n_classes"], m["n_details"], m.get("overall_head", "softmax"))
-    model.load_state_dict(ck["state_dict"])
-    model.meta = m
-    if cfg is not None: model.to(resolve_device(cfg.device))
-    return model.eval()
+    model = model_from_checkpoint(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(resolve_device(cfg.device)) if cfg is not None else model

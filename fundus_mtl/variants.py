@@ -12,7 +12,7 @@ from .files import atomic_write_csv, atomic_write_json
 from .rundir import RunDir
 from .train import load_model
 from .student import setting_data, fit_st, fit_mt, prediction_table, load_student, model_dir
-from .evaluation import detail_predictions
+from .teacher import detail_predictions
 
 # %% auto #0
 __all__ = ['SWITCHES', 'ST_SWITCHES', 'variant_cfg', 'variant_name', 'chosen_lambdas', 'train_variant',

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One slice of a replicate study that lands: frozen code runs from a git worktree at COMMIT, the study trains in
 # the main checkout's runs/, and every replicate that finishes is copied (without model files) into RESULTS and
-# committed on branch main of this checkout at once, with the across-replicate tables regenerated.
+# committed on branch main of this checkout at once, with the across-replicate tables and the README blocks
+# between <!-- replicates:start --> and <!-- replicates:end --> regenerated (COMMIT needs replicate_tables.update_block).
 #
 # usage: bash scripts/replicates_slice.sh COMMIT STUDY RESULTS [fundus-mtl replicates options ...]
 #   e.g. bash scripts/replicates_slice.sh 1a2b3c4 runs/replicates-real results/real/replicates \
@@ -35,9 +36,19 @@ land() {   # copy every finished replicate not yet in RESULTS, regenerate the ta
     o=$(basename "$opt"); mkdir -p "$RESULTS/preprocessing/$o"
     for f in teacher/history.csv pseudo_labels.csv; do [ -e "$opt/$f" ] && cp "$opt/$f" "$RESULTS/preprocessing/$o/${f//\//_}"; done
   done
-  (cd "$WT" && python -c "import sys; from fundus_mtl.replicate_tables import write_seeds; write_seeds(sys.argv[1])" "$RESULTS")
+  # the tables, then the generated "replicates" block of every README that holds one (the project's, the results' and their parent's)
+  local readmes=()
+  for f in "$MAIN/README.md" "$(dirname "$RESULTS")/README.md" "$RESULTS/README.md"; do grep -q '<!-- replicates:start -->' "$f" 2>/dev/null && readmes+=("$f"); done
+  (cd "$WT" && python - "$RESULTS" "${readmes[@]}" <<'PY'
+import sys
+from fundus_mtl.replicate_tables import write_seeds, update_block
+from fundus_mtl.rundir import RunDir
+write_seeds(sys.argv[1])
+for f in sys.argv[2:]: update_block(f, "replicates", (RunDir(sys.argv[1]).tables/"seeds_verdict.md").read_text())
+PY
+  )
   for i in 1 2 3 4 5; do   # the main checkout may be busy with another git command
-    git -C "$MAIN" add -- "$RESULTS" && git -C "$MAIN" commit -q -m "results: replicate(s) ${new[*]} of $(basename "$STUDY") (code ${COMMIT:0:7}); tables regenerated" -- "$RESULTS" && break
+    git -C "$MAIN" add -- "$RESULTS" "${readmes[@]}" && git -C "$MAIN" commit -q -m "results: replicate(s) ${new[*]} of $(basename "$STUDY") (code ${COMMIT:0:7}); tables and README blocks regenerated" -- "$RESULTS" "${readmes[@]}" && break
     sleep 5
   done
   echo "landed: ${new[*]}"

@@ -12,6 +12,10 @@ if [ -n "$(git status --porcelain -- fundus_mtl)" ]; then
   echo "FAIL: nbdev_export changed fundus_mtl/ (edit the notebooks, not the .py files, and commit the export)"; exit 1
 fi
 echo "== nbdev_test: every notebook's test cells"
+# from nothing: the stage notebooks' runs (runs/nbtest-*) and the tiny synthetic data they share are reused by
+# whatever finds them, and both are keyed by the config, not the code, so a reused checkout would check what older
+# code made (the image cache is keyed by each file's mtime, so regenerated images get new entries)
+rm -rf runs/nbtest-* data/synth/tiny-seed0
 nbdev_test --do_print
 echo "== pytest"
 pytest -ra tests

@@ -11,9 +11,11 @@ import pandas as pd
 import pytest
 
 from fundus_mtl.cli import COMMANDS, command_parser, evaluate, main, predict, report, reproduce, synth
-from fundus_mtl.config import get_config, load_config
+from fundus_mtl.config import CLASS_NAMES, DETAILS, get_config, load_config
 from fundus_mtl.datasets import read_deepdrid, read_details, read_eyeq, read_eyeq_d
+from fundus_mtl.images import fov_crop, read_image
 from fundus_mtl.stages import read_ledger
+from fundus_mtl.synth import SYNTH_VERSION, synth_hash
 
 EXE = Path(sys.executable).parent / "fundus-mtl"
 
@@ -135,6 +137,16 @@ def test_reproduce_writes_config_skips_finished_stages_and_forces(fake_nbs, tmp_
         reproduce("demo", out=str(run), log=False)
 
 
+def test_reproduce_merges_through_stage_config(fake_nbs, tmp_path):
+    "reproduce asks stage_config: an existing run keeps the overrides it was made with, and what the parameters change redoes it."
+    run = tmp_path / "run"
+    reproduce("tiny", out=str(run), overrides={"image_size": "48"}, log=False)
+    reproduce("tiny", out=str(run), log=False)                                         # no overrides: the run's own config continues
+    assert load_config(run).image_size == 48 and (run / "count.txt").read_text() == "1"
+    reproduce("tiny", out=str(run), device="cpu", log=False)                           # a new device is a changed config
+    assert load_config(run).device == "cpu" and load_config(run).image_size == 48 and (run / "count.txt").read_text() == "2"
+
+
 def test_optional_stage_runs_only_when_asked_and_goes_stale(fake_nbs, tmp_path):
     "The label-efficiency stage runs with extensions=True (or by name); redoing an earlier stage without it clears its results."
     _stage_nb(fake_nbs / "14_label_efficiency.ipynb",
@@ -187,5 +199,17 @@ def test_synth_command_writes_the_real_formats(tmp_path):
     raters = pd.read_csv(out / "eyeq-d/raters.csv")
     per_image = raters[raters.repeat == 0].groupby("image").rater.nunique()
     assert (per_image % 2 == 1).all() and per_image.min() >= 3
+    # summary.json describes these files: the config that made them, and each set's counts as the readers see them
     summary = json.loads((out / "summary.json").read_text())
-    assert summary and "seconds" in json.dumps(summary)
+    assert (summary["config_hash"], summary["version"]) == (synth_hash(cfg), SYNTH_VERSION)
+    sets = summary["sets"]
+    assert {k: v["n"] for k, v in sets.items()} == {"mshf": len(det), "eyeq": len(both), "deepdrid": len(dd), "eyeq-d": len(ed)}
+    for name, table, k in (("eyeq", both, 3), ("deepdrid", dd, 2), ("eyeq-d", ed, 3)):
+        assert sets[name]["overall"] == {c: int((table.overall == i).sum()) for i, c in enumerate(CLASS_NAMES[k])}, name
+    for name, table in (("mshf", det), ("eyeq", truth), ("eyeq-d", ed)):       # true details; EyeQ-D: the raters' majority
+        assert sets[name]["details"] == {d: {"good": int((table[d] == 1).sum()), "bad": int((table[d] == 0).sum())} for d in DETAILS}, name
+    assert sets["mshf"]["splits"] == det.split.value_counts().to_dict()
+    # the images read back as colour fundus photographs of the synth size, their field of view found
+    for f in (det.path.iloc[0], both.path.iloc[-1], dd.path.iloc[0], ed.path.iloc[-1]):
+        c = fov_crop(read_image(f))
+        assert c.found and c.image.ndim == 3 and max(read_image(f).shape[:2]) == cfg.synth_size, f

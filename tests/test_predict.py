@@ -6,14 +6,18 @@ import sys
 import warnings
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
+from fundus_mtl.cam import gradcam, overlay
+from fundus_mtl.images import preprocess
 from fundus_mtl.model_file import ModelFileError, export_model, load_model_file
 from fundus_mtl.models import QualityNet
-from fundus_mtl.predict import NOT_FUNDUS, NOT_READ, Predictor, expand_inputs, make_hostile_folder, run_predict, write_predictions
+from fundus_mtl.fixtures import make_hostile_folder
+from fundus_mtl.predict import NOT_FUNDUS, NOT_READ, Predictor, expand_inputs, run_predict, write_predictions
 from fundus_mtl.train import fit_meta
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +38,16 @@ def model_pt(net, tmp_path_factory):
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     d = tmp_path_factory.mktemp("hostile")
-    return d, make_hostile_folder(d)
+    return d, make_hostile_folder(d, huge=False)   # the 8000-px JPEG: test_huge_image_memory here, and 11b's hostile-folder cell
+
+
+def test_camera_module_does_not_load_the_generator_or_the_fixtures():
+    "The person at the camera installs the predictor: importing it loads neither the synthetic-data generator nor the test fixtures."
+    code = ("import sys, fundus_mtl.predict; "
+            "print(' '.join(sorted(m for m in sys.modules if m in ('fundus_mtl.synth', 'fundus_mtl.fundus', 'fundus_mtl.fixtures'))))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "", f"importing fundus_mtl.predict loads {r.stdout.strip()}"
 
 
 def test_hostile_folder_gives_one_row_each(hostile, model_pt):
@@ -128,7 +141,8 @@ def test_csv_list_outputs_and_cams(tmp_path, model_pt, hostile):
     (tmp_path / "list.csv").write_text(f"path\nimgs/a.jpg\nimgs/missing.jpg\n{d / 'good_2.png'}\n")
     assert expand_inputs(tmp_path / "list.csv")[0] == str(tmp_path / "imgs" / "a.jpg")
     out = tmp_path / "out"
-    df = run_predict([tmp_path / "list.csv"], str(model_pt), out=str(out), cam=True, json=True, progress=False)
+    # fp32: the CAM of the forward pass then equals grad-cam's to a grey level (bf16 would round the maps)
+    df = run_predict([tmp_path / "list.csv"], str(model_pt), out=str(out), cam=True, json=True, precision="fp32", progress=False)
     assert df["error"].tolist() == ["", "file not found", ""]
     assert sorted(p.name for p in out.iterdir()) == ["cams", "predictions.csv", "predictions.json"]
     back = pd.read_csv(out / "predictions.csv", keep_default_na=False)
@@ -139,7 +153,23 @@ def test_csv_list_outputs_and_cams(tmp_path, model_pt, hostile):
         flagged = [k for k in ("illumination", "clarity", "contrast") if r[f"p_good_{k}"] < 0.5]
         stem = Path(r["image"]).stem
         assert [Path(f).name for f in r["cam_files"]] == [f"{stem}_{h}.png" for h in ["overall", *flagged]]
-        assert all(Path(f).stat().st_size > 1000 for f in r["cam_files"])
+    for r, f in zip(recs[::2], [tmp_path / "imgs" / "a.jpg", d / "good_2.png"]):
+        check_overlays(r["cam_files"], f, model_pt, r["overall"])
+
+
+def check_overlays(pngs, image, model_file, overall):
+    """Each overlay PNG is `image` (preprocessed, upscaled to 256 px) under the GradCAM map of its head, computed here
+    by the grad-cam package (`cam.gradcam`): the overall map explains the predicted class `overall`, a detail's map its 'bad'."""
+    net, meta = load_model_file(model_file)
+    x = preprocess(image, meta["image_size"])[0]
+    view = cv2.resize(x, (256, 256), interpolation=cv2.INTER_CUBIC)
+    for png in pngs:
+        head = Path(png).stem.rsplit("_", 1)[1]
+        target = meta["class_names"].index(overall) if head == "overall" else None
+        expect = overlay(view, gradcam(net, x, head, target=target)[0])
+        got = cv2.imread(str(png), cv2.IMREAD_COLOR)[..., ::-1]
+        assert got.shape == (256, 256, 3) and np.abs(got.astype(int) - expect).max() <= 2, (png, np.abs(got.astype(int) - expect).max())
+        assert np.abs(got.astype(int) - view).mean() > 5, png              # a map is drawn over the image
 
 
 def test_ordinal_model_file_predicts_and_explains(tmp_path, hostile):
@@ -159,8 +189,10 @@ def test_ordinal_model_file_predicts_and_explains(tmp_path, hostile):
     df = run_predict([d / "good_1.jpg", d / "good_2.png"], str(f), out=str(tmp_path / "out"), cam=True, progress=False)
     assert (df["error"] == "").all()
     assert np.allclose(df[["p_reject", "p_usable", "p_good"]].sum(axis=1), 1, atol=1e-4)
-    cams = {q.name: q.stat().st_size for q in (tmp_path / "out" / "cams").iterdir()}
-    assert cams.get("good_1_overall.png", 0) > 1000 and cams.get("good_2_overall.png", 0) > 1000
+    cams = sorted(q.name for q in (tmp_path / "out" / "cams").iterdir())
+    assert {"good_1_overall.png", "good_2_overall.png"} <= set(cams), cams
+    for name, r in zip(("good_1", "good_2"), df.itertuples()):
+        check_overlays([tmp_path / "out" / "cams" / f"{name}_overall.png"], d / Path(r.image).name, f, r.overall)
     # a file that says softmax but holds ordinal weights is refused, naming the mismatch
     ck = torch.load(f, weights_only=True); ck["meta"]["overall_head"] = "softmax"; torch.save(ck, tmp_path / "lying.pt")
     with pytest.raises(ModelFileError, match="do not fit"):

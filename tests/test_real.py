@@ -23,7 +23,10 @@ def test_fov_found_on_the_colour_enhanced_eyeq_subset(shared):
     files = sorted(glob.glob(str(shared / "eyeq-subset256/images/*")))
     crops = {Path(f).name: fov_crop(read_image(f)) for f in files}
     found = sum(c.found for c in crops.values())
-    assert len(files) == 1932 and found >= 1915, found       # 1,862 before the Otsu retry; 1,920 with it
+    # 1,932 is the data README's count. `found >= 1915` pins current behaviour, not a property of the data: the README
+    # says every image is already cropped to its field of view, so each miss is the finder's; fov_crop finds 1,920
+    # today (1,862 before the Otsu retry), and the bound lets a change lose at most 5 of them without a test failing
+    assert len(files) == 1932 and found >= 1915, found
     # a letterboxed image whose enhanced sensor noise touched the disc: the crop drops the black bands
     c = crops["10321_right.jpeg"]
     assert c.found and 70 < c.radius < 100 and c.image.shape[0] < 200, (c.radius, c.image.shape)
@@ -43,17 +46,21 @@ def test_eyeq_subset_is_equalised_at_source_and_clean_photos_are_not(shared):
 
 def test_drimdb_fov_and_outlier_flag(shared):
     found = {k: [fov_crop(read_image(f)).found for f in sorted(glob.glob(str(shared / f"drimdb/{k}/*.jpg")))] for k in ("Good", "Bad")}
-    assert all(found["Good"]) and len(found["Good"]) == 125
-    assert sum(found["Bad"]) >= 60                             # over-exposed or blank bad images have no disc to find
+    assert all(found["Good"]) and len(found["Good"]) == 125   # the README's 125 good images: every one has a disc
+    # pins current behaviour: the disc is found on 65 of the README's 69 bad images today (over-exposed or blank bad
+    # images have no disc to find, so not all 69 can be asked for); the bound allows a change to lose 5 of them
+    assert len(found["Bad"]) == 69 and sum(found["Bad"]) >= 60, sum(found["Bad"])
     bad, drop = read_class_folders(shared / "drimdb", outliers="bad"), read_class_folders(shared / "drimdb", outliers="drop")
     assert (len(bad), len(drop)) == (216, 194)
     assert (bad.overall == 0).sum() == 69 + 22 and (drop.overall == 0).sum() == 69
 
 
 @pytest.fixture(scope="module")
-def real_tables():
+def real_tables(tmp_path_factory):
     if not SHARED.is_dir(): pytest.skip(f"real data not present at {SHARED}")
-    cfg = get_config("real", data_root=str(SHARED), data_dir=str(ROOT / "data"))
+    # the MSHF stand-in is built in a temporary folder: a cache in the project's data/ is keyed by the config, not by
+    # the code, so a reused checkout would check variants that older code made
+    cfg = get_config("real", data_root=str(SHARED), data_dir=str(tmp_path_factory.mktemp("data")))
     return cfg, dataset_tables(cfg)
 
 
