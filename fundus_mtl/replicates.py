@@ -4,7 +4,7 @@
 
 # %% ../nbs/07e_replicates.ipynb #0c8ce780
 from __future__ import annotations
-import dataclasses, json, os, platform, subprocess, time
+import dataclasses, json, os, platform, shutil, subprocess, time
 from datetime import datetime, timezone
 from pathlib import Path
 import numpy as np
@@ -17,13 +17,13 @@ from .cache import CachedDataset
 from .prepare import load_prepared, data_lock, split_rows
 from .inference import cpu_supports_bf16, predict, resolve_device, resolve_precision
 from .metrics import detail_f1, overall_f1
-from .teacher import train_teacher, write_pseudo_labels, NEAR_CONSTANT
+from .teacher import ensure_data, train_teacher, write_pseudo_labels, NEAR_CONSTANT
 from .student import setting_data, prediction_table, fit_st, fit_mt, fit_st_ext
 
 # %% auto #0
 __all__ = ['PREPROCESSING_OPTIONS', 'RECIPE_FREE', 'study_config', 'recipe', 'preprocessing_config', 'teacher_evidence',
            'choose_preprocessing', 'code_commit', 'host_info', 'ensure_protocol', 'register_arm', 'replicate_config',
-           'run_replicate', 'drop_models', 'replicate_records', 'replicates']
+           'run_replicate', 'drop_models', 'restore_study', 'replicate_records', 'replicates']
 
 # %% ../nbs/07e_replicates.ipynb #00a860ac
 PREPROCESSING_OPTIONS = {"raw": dict(equalize=False), "equalized": dict(equalize=True)}   # option -> Config fields it sets
@@ -152,6 +152,7 @@ def run_replicate(cfg:Config,            # the study's config
     "Train ST, MT, ST-extended and the permuted control of one replicate; write their test predictions and the replicate's record."
     study, rc, t0 = RunDir(cfg.run_dir), replicate_config(cfg, prot, arm, seed), time.time()
     setting, (la, lb) = rc.settings[0], rc.lambda_grid[0]
+    ensure_data(rc)     # a restored study (`restore_study`) has the pseudo-labels but not yet the prepared data
     d = setting_data(rc, setting)
     out = {m: study.replicate_model(arm, seed, m) for m in REPLICATE_MODELS}
     res = dict(st=fit_st(rc, d, out["st"], progress))
@@ -181,6 +182,26 @@ def drop_models(folder:str|Path  # a replicate's folder
     for p in gone: p.unlink()
     return gone
 
+# %% ../nbs/07e_replicates.ipynb #3da998ee
+def restore_study(cfg:Config,          # the study's config (`study_config`); its folder may be empty
+                  source:str|Path      # a committed copy of the study: protocol.json, preprocessing/<option>/pseudo_labels.csv, replicates/
+                 ) -> list:
+    "Copy a committed study into an empty study folder (protocol, the chosen option's pseudo-labels, finished replicates); returns the files copied."
+    run, src = RunDir(cfg.run_dir), Path(source)
+    if run.protocol.exists(): return []
+    if not (src/"protocol.json").exists(): raise FileNotFoundError(f"{src} holds no protocol.json: not a copy of a replicate study")
+    prot = json.loads((src/"protocol.json").read_text())
+    changed = sorted(k for k in set(prot["recipe"]) | set(recipe(cfg)) if prot["recipe"].get(k) != recipe(cfg).get(k))
+    if changed: raise ValueError(f"{src} is a study of another recipe (fields {', '.join(changed)} differ): restore it with its own recipe, or start a new study")
+    chosen = prot["preprocessing"]["chosen"]
+    pl = src/"preprocessing"/chosen/RunDir("").pseudo_labels.name
+    if not pl.exists(): raise FileNotFoundError(f"{src} lacks the pseudo-labels of its chosen preprocessing ({pl}): the replicates would need a new Teacher")
+    pairs = [(pl, RunDir(preprocessing_config(cfg, chosen).run_dir).pseudo_labels)]
+    pairs += [(f, run.root/f.relative_to(src)) for f in sorted((src/"replicates").rglob("*")) if f.is_file()]
+    pairs.append((src/"protocol.json", run.protocol))      # last: its presence marks the restore complete
+    for a, b in pairs: b.parent.mkdir(parents=True, exist_ok=True); shutil.copyfile(a, b)
+    return [b for _, b in pairs]
+
 # %% ../nbs/07e_replicates.ipynb #e5f23ac4
 def replicate_records(root:str|Path,     # a study folder
                       arm:str|None=None  # only this arm
@@ -198,6 +219,7 @@ def replicates(run:str,                      # the study's folder (created on fi
                data_root:str|None=None,      # folder of the real datasets
                overrides:dict|None=None,     # Config fields to change, e.g. image_size=96 (values may be JSON)
                keep_models:bool=False,       # keep the replicates' model files
+               restore:str|None=None,        # a committed copy of this study (e.g. results/real/replicates), used when the study folder has no protocol.json
                min_share:float=NEAR_CONSTANT, # the preprocessing decision refuses pseudo-labels whose good share of a detail is under this or over 1 - this
                log:bool=True,                # print each replicate's progress
                progress:bool=False           # show training progress bars
@@ -207,6 +229,7 @@ def replicates(run:str,                      # the study's folder (created on fi
     if not str(arm) or "/" in str(arm) or str(arm) == "preprocessing": raise ValueError(f"arm {arm!r} must be a plain folder name")
     if n < 1: raise ValueError(f"n must be >= 1, got {n}")
     cfg = study_config(preset, run, data_root, overrides)
+    if restore and (got := restore_study(cfg, restore)) and log: print(f"restored {len(got)} files from {restore}")
     prot = register_arm(cfg, ensure_protocol(cfg, min_share, progress, log), arm, weights)
     save_config(cfg)
     for seed in range(n):
