@@ -4,12 +4,10 @@
 
 # %% ../nbs/07f_replicate_tables.ipynb #a4668154
 from __future__ import annotations
-import json
 from pathlib import Path
 import numpy as np
 from scipy.stats import chi2
 import pandas as pd
-import matplotlib
 import matplotlib.pyplot as plt
 from .config import CLASS_NAMES
 from .files import atomic_write_text, write_table, save_figure

@@ -7,10 +7,9 @@ from __future__ import annotations
 import dataclasses, json, os, platform, shutil, subprocess, time
 from datetime import datetime, timezone
 from pathlib import Path
-import numpy as np
 import pandas as pd
 import fundus_mtl
-from .config import Config, DETAILS, get_config, resolve_paths, save_config, load_config
+from .config import Config, DETAILS, get_config, resolve_paths, save_config
 from .files import atomic_write_csv, atomic_write_json
 from .rundir import RunDir, REPLICATE_MODELS, MODEL_FILE, LAST_FILE
 from .cache import CachedDataset
