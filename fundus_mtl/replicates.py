@@ -234,7 +234,7 @@ def replicates(run:str,                      # the study's folder (created on fi
     for seed in range(n):
         study = RunDir(cfg.run_dir)
         if study.replicate_record(arm, seed).exists():
-            drop_models(study.replicate(arm, seed)) if not keep_models else None    # a kill between record and clean-up
+            if not keep_models: drop_models(study.replicate(arm, seed))    # a kill between record and clean-up
             continue
         done = replicate_records(cfg.run_dir, arm)
         if budget_minutes is not None and done:
