@@ -35,11 +35,11 @@ def main():
                 cfg = dataclasses.replace(base, seed=seed, precision=precision)
                 d = setting_data(cfg, a.setting)
                 t0 = time.time()
-                r = fit(build_model(cfg, d["n_classes"], 0), d["train"], d["val"], ce_overall, overall_metric,
+                r = fit(build_model(cfg, d.n_classes, 0), d.train, d.val, ce_overall, overall_metric,
                         Path(tmp) / f"{precision}-{seed}", a.epochs, cfg, progress=False)
-                test = overall_f1(predict(r["model"], d["test"], cfg)["overall"], d["df"]["overall"].to_numpy()[d["rows"]["test"]])
-                rows.append(dict(seed=seed, precision=precision, val_f1=round(r["best_score"], 3), best_epoch=r["best_epoch"],
-                                 test_f1=round(test, 3), img_s=round(r["images_per_s"], 1), seconds=round(time.time() - t0)))
+                test = overall_f1(predict(r.model, d.test, cfg)["overall"], d.df["overall"].to_numpy()[d.rows["test"]])
+                rows.append(dict(seed=seed, precision=precision, val_f1=round(r.best_score, 3), best_epoch=r.best_epoch,
+                                 test_f1=round(test, 3), img_s=round(r.images_per_s, 1), seconds=round(time.time() - t0)))
                 print(rows[-1], flush=True)
     df = pd.DataFrame(rows)
     print(f"\nST on {a.run} ({a.setting}, {base.image_size} px, {a.epochs} epochs, batch {base.batch_size})")

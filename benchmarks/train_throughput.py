@@ -64,7 +64,7 @@ def with_fit(precision, n_images, epochs, augment, workers):
     with tempfile.TemporaryDirectory() as d:
         r = fit(build_model(cfg, 3, 0), train, val, lambda o, t: F.cross_entropy(o["overall"], t["overall"]),
                 lambda p, t: float((p["overall"].argmax(1) == t["overall"]).mean()), d, epochs, cfg, progress=False)
-    return r["history"].images_per_s.iloc[1:].tolist()
+    return r.history.images_per_s.iloc[1:].tolist()
 
 
 def main():

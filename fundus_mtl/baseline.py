@@ -85,20 +85,20 @@ def train_baseline(cfg:Config,  # the run's Config: run_dir, seed, class_weight,
     "Fit and write the baseline of `setting` (run_dir/evaluation/<setting>/baseline/); returns its info."
     from fundus_mtl.student import setting_data, model_dir
     d = setting_data(cfg, setting)
-    y = d["df"]["overall"].to_numpy().astype(int)
+    y = d.df["overall"].to_numpy().astype(int)
     model, label = feature_model(cfg, model_dir(cfg, setting, "st"))
-    feats = {s: trunk_features(model, CachedDataset(d["cache"], d["rows"][s]), cfg) for s in ("train", "val", "test")}
-    n = d["n_classes"]
-    clf, C, val = fit_linear(feats["train"], y[d["rows"]["train"]], feats["val"], y[d["rows"]["val"]], n, seed=cfg.seed,
+    feats = {s: trunk_features(model, CachedDataset(d.cache, d.rows[s]), cfg) for s in ("train", "val", "test")}
+    n = d.n_classes
+    clf, C, val = fit_linear(feats["train"], y[d.rows["train"]], feats["val"], y[d.rows["val"]], n, seed=cfg.seed,
                             class_weight="balanced" if cfg.class_weight == "balanced" else None)
     p = full_proba(clf, feats["test"], n)
-    rows = d["rows"]["test"]
-    out = pd.DataFrame({"image": d["df"]["image"].to_numpy()[rows], "label": y[rows]})
+    rows = d.rows["test"]
+    out = pd.DataFrame({"image": d.df["image"].to_numpy()[rows], "label": y[rows]})
     for k, name in enumerate(CLASS_NAMES[n]): out[f"p_{name}"] = p[:, k].round(6)
     out["pred"] = p.argmax(1)
-    run = RunDir(cfg.run_dir); folder = run.evaluation(setting, "baseline")
+    run = RunDir(cfg.run_dir)
     atomic_write_csv(run.predictions(setting, "baseline"), out)
     info = dict(setting=setting, label=label, C=C, val_f1=val[C], val_f1_by_C={str(k): v for k, v in val.items()},
                 n_features=int(feats["train"].shape[1]), n_train=len(feats["train"]))
-    atomic_write_json(folder/"info.json", info)
+    atomic_write_json(run.baseline_info(setting), info)
     return info

@@ -103,9 +103,9 @@ def pseudo_label_noise(cfg:Config,  # the run's config (synthetic data)
     "Agreement of the Teacher's pseudo-labels with the true details on the training images of a synthetic setting: accuracy and F1 (bad = positive) per detail."
     from fundus_mtl.metrics import detail_scores
     d = setting_data(variant_cfg(cfg, {}), setting)
-    rows = d["rows"]["train"]
-    truth = true_details(cfg, setting, d["df"]["image"].to_numpy()[rows])
-    pseudo = d["targets"]["details"][rows]
+    rows = d.rows["train"]
+    truth = true_details(cfg, setting, d.df["image"].to_numpy()[rows])
+    pseudo = d.targets["details"][rows]
     f1 = detail_scores(truth, pseudo)["F1"]
     return pd.DataFrame([dict(setting=setting, detail=k, accuracy=float((truth[:, j] == pseudo[:, j]).mean()),
                               F1_bad=float(f1[k]), true_bad=float(1 - truth[:, j].mean()), pseudo_bad=float(1 - pseudo[:, j].mean()))

@@ -40,10 +40,10 @@ def signal_trunk(cfg:Config,          # the run's config
     v = variant_cfg(cfg, dict(seed=seed, rank_weight=1.0))
     out = RunDir(cfg.run_dir).signal_trunk(setting, seed)
     d = setting_data(v, setting)
-    dw = detail_weights(v, d["targets"]["details"][d["rows"]["train"]])
+    dw = detail_weights(v, d.targets["details"][d.rows["train"]])
     loss = detail_loss(dw, v.rank_weight, v.rank_gap)
-    r = fit(build_model(v, 0, len(DETAILS)), d["train"], d["val"], loss, detail_metric, out, v.epochs_st, v, progress=progress)
-    return out, r["model"], d
+    r = fit(build_model(v, 0, len(DETAILS)), d.train, d.val, loss, detail_metric, out, v.epochs_st, v, progress=progress)
+    return out, r.model, d
 
 def calibrated_predictions(cfg:Config,          # the run's config
                            setting:str,         # a task-B setting
@@ -56,18 +56,18 @@ def calibrated_predictions(cfg:Config,          # the run's config
     files = {f: run.calibrated_predictions(setting, seed, f) for f in fractions}
     if not all(p.exists() for p in files.values()):
         out, model, d = signal_trunk(cfg, setting, seed, progress)
-        y = d["df"]["overall"].to_numpy().astype(int); n = d["n_classes"]
-        X = {s: trunk_features(model, CachedDataset(d["cache"], d["rows"][s]), cfg) for s in ("train", "val")}
-        test = infer(model, CachedDataset(d["cache"], d["rows"]["test"]), cfg, features=True)   # one pass: features and detail P(good)
+        y = d.df["overall"].to_numpy().astype(int); n = d.n_classes
+        X = {s: trunk_features(model, CachedDataset(d.cache, d.rows[s]), cfg) for s in ("train", "val")}
+        test = infer(model, CachedDataset(d.cache, d.rows["test"]), cfg, features=True)   # one pass: features and detail P(good)
         X["test"] = test["features"]
         before = uncalibrated_score(test["details"], n)
         for f, path in files.items():
-            keep = budget_rows(y, d["rows"]["train"], f, seed)
-            pos = np.searchsorted(d["rows"]["train"], keep)
-            clf, C, _ = fit_linear(X["train"][pos], y[keep], X["val"], y[d["rows"]["val"]], n, seed=seed,
+            keep = budget_rows(y, d.rows["train"], f, seed)
+            pos = np.searchsorted(d.rows["train"], keep)
+            clf, C, _ = fit_linear(X["train"][pos], y[keep], X["val"], y[d.rows["val"]], n, seed=seed,
                                    class_weight="balanced" if cfg.class_weight == "balanced" else None)
             p = full_proba(clf, X["test"], n)
-            t = pd.DataFrame({"image": d["df"]["image"].to_numpy()[d["rows"]["test"]], "label": y[d["rows"]["test"]]})
+            t = pd.DataFrame({"image": d.df["image"].to_numpy()[d.rows["test"]], "label": y[d.rows["test"]]})
             for k, c in enumerate(CLASS_NAMES[n]): t[f"p_{c}"] = p[:, k].round(6)
             t["pred"] = p.argmax(1); t["score_before"] = before.round(6); t["C"] = C; t["n_labels"] = len(keep)
             atomic_write_csv(path, t)

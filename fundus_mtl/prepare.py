@@ -14,7 +14,7 @@ from .files import atomic_write_text, atomic_write_csv
 from .datasets import (read_eyeq, read_eyeq_d, read_deepdrid, read_details, read_class_folders,
                                  assign_splits)
 from .cache import build_cache, CachedImages
-from .registry import get_setting, require, split, set_classes, synthetic_folder
+from .registry import get_setting, require, split, set_classes, synthetic_folder, DETAIL_SETS
 from .rundir import RunDir
 
 # %% auto #0
@@ -44,7 +44,8 @@ def dataset_tables(cfg:Config # the run's Config: data_source, data_root, data_d
         out["detail"] = split(cfg, read_details(det/"details.csv"), cfg.detail_test_frac)
     elif src in ("paper-eyeq", "paper-deepdrid"):
         out["detail"] = split(cfg, read_details(require(root/"MSHF/details.csv", "MSHF detail labels")), cfg.detail_test_frac)
-        if "eyeq" in cfg.settings: eyeqd = (root/"EyeQ-D/EyeQ-D-Quality-Details.csv", get_setting("eyeq").folder(cfg, root)/"images", False)
+        rated = DETAIL_SETS["eyeqd"].rates    # EyeQ-D's labels rate the photographs of a setting: read them when the run has it
+        if rated in cfg.settings: eyeqd = (root/"EyeQ-D/EyeQ-D-Quality-Details.csv", get_setting(rated).folder(cfg, root)/"images", False)
     else:
         raise ValueError(f"unknown data_source {src!r}: synthetic | real | paper-eyeq | paper-deepdrid")
     for s in settings: out[s.name] = s.read(cfg, root)

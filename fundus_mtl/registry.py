@@ -119,9 +119,10 @@ class DetailSet:
     title: str            # as tables name it
     synthetic: str = ""   # its folder among the synthetic sets (`prepare.synth_dir`), as `02c_synth` writes it
     classes: tuple = ()   # canonical overall classes when the set has overall labels (EyeQ-D's raters: 3), else ()
+    rates: str = ""       # the task-B setting whose photographs it rates (its images live in that setting's folder), else ""
 
 DETAIL_SETS = {"detail": DetailSet("detail", "test", "test", "detail test split", "mshf"),
-               "eyeqd": DetailSet("eyeqd", None, "eyeqd", "EyeQ-D", "eyeq-d", CLASS_NAMES[3])}
+               "eyeqd": DetailSet("eyeqd", None, "eyeqd", "EyeQ-D", "eyeq-d", CLASS_NAMES[3], rates="eyeq")}
 
 # %% ../nbs/01d_registry.ipynb #a6e84ad8
 def set_classes(name:str # a set of the run: a task-B setting or a detail set (`DETAIL_SETS`)

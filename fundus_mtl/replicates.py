@@ -61,10 +61,10 @@ def teacher_evidence(cfg:Config,          # a preprocessing option's config (`pr
     run = RunDir(cfg.run_dir); run.root.mkdir(parents=True, exist_ok=True)
     with data_lock(run.root):
         t0 = time.time(); res = train_teacher(cfg, progress=progress)
-        pl = pd.read_csv(run.pseudo_labels, dtype={"image": str, "split": str}) if run.pseudo_labels.exists() else write_pseudo_labels(cfg, res["model"])
+        pl = pd.read_csv(run.pseudo_labels, dtype={"image": str, "split": str}) if run.pseudo_labels.exists() else write_pseudo_labels(cfg, res.model)
     df, cache = load_prepared(cfg, "detail")
     rows = split_rows(df, cache, "val")
-    p = predict(res["model"], CachedDataset(cache, rows), cfg)["details"]
+    p = predict(res.model, CachedDataset(cache, rows), cfg)["details"]
     y = df[list(DETAILS)].to_numpy()[rows].astype(int)
     f1 = (detail_f1(p, y, positive="bad") + detail_f1(p, y, positive="good")) / 2
     train = pl[(pl["set"] == cfg.settings[0]) & pl["split"].isin(["train", "val"])]
@@ -155,19 +155,19 @@ def run_replicate(cfg:Config,            # the study's config
     d = setting_data(rc, setting)
     out = {m: study.replicate_model(arm, seed, m) for m in REPLICATE_MODELS}
     res = dict(st=fit_st(rc, d, out["st"], progress))
-    res["mt"] = fit_mt(rc, d, res["st"]["model"], la, lb, out["mt"], progress)
-    res["st_ext"] = fit_st_ext(rc, d, res["st"]["model"], out["st_ext"], progress)
+    res["mt"] = fit_mt(rc, d, res["st"].model, la, lb, out["mt"], progress)
+    res["st_ext"] = fit_st_ext(rc, d, res["st"].model, out["st_ext"], progress)
     rp = dataclasses.replace(rc, detail_labels="permuted")
-    res["mt_permuted"] = fit_mt(rp, setting_data(rp, setting), res["st"]["model"], la, lb, out["mt_permuted"], progress)
-    groups = d["df"]["group"].to_numpy()[d["rows"]["test"]]
+    res["mt_permuted"] = fit_mt(rp, setting_data(rp, setting), res["st"].model, la, lb, out["mt_permuted"], progress)
+    groups = d.df["group"].to_numpy()[d.rows["test"]]
     models = {}
     for m, r in res.items():
-        t = prediction_table(r["model"], d, rc).assign(group=groups)
+        t = prediction_table(r.model, d, rc).assign(group=groups)
         atomic_write_csv(study.replicate_predictions(arm, seed, m), t)
         probs = t[[c for c in t if c.startswith("p_") and c[2:] not in DETAILS]].to_numpy()
-        models[m] = dict(val_f1=round(float(r["best_score"]), 6), test_f1=round(overall_f1(probs, t["label"].to_numpy()), 6), seconds=round(float(r["seconds"]), 1))
+        models[m] = dict(val_f1=round(float(r.best_score), 6), test_f1=round(overall_f1(probs, t["label"].to_numpy()), 6), seconds=round(float(r.seconds), 1))
     record = dict(arm=arm, seed=int(seed), setting=setting, weights=rc.weights, lambdas=[la, lb], preprocessing=prot["preprocessing"]["chosen"],
-                  images=dict(train=len(d["rows"]["train"]), val=len(d["rows"]["val"]), test=len(d["rows"]["test"])), models=models,
+                  images=dict(train=len(d.rows["train"]), val=len(d.rows["val"]), test=len(d.rows["test"])), models=models,
                   seconds=round(time.time() - t0, 1), host=host_info(), precision=resolve_precision(rc.precision, resolve_device(rc.device)),
                   commit=code_commit(), finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     atomic_write_json(study.replicate_record(arm, seed), record)

@@ -102,8 +102,19 @@ def _variant_predictions(self:RunDir, setting:str, # a task-B setting
     "The predictions of a label-efficiency variant's student."
     return self.efficiency(setting, variant)/_student(model)/f"predictions_{split}.csv"
 
+def _variant_switches(self:RunDir, setting:str, # a task-B setting
+                      variant:str               # the variant's folder name
+                     ) -> Path:
+    "The record of which switches a label-efficiency variant changed (written once its students are trained)."
+    return self.efficiency(setting, variant)/"switches.json"
+
+def _baseline_info(self:RunDir, setting:str # a task-B setting
+                  ) -> Path:
+    "The Baseline's record of `setting`: its feature source, chosen C and validation F1 (07c_baseline)."
+    return self.evaluation(setting, "baseline")/"info.json"
+
 RunDir.set_table, RunDir.teacher_predictions, RunDir.student_dir, RunDir.setting_dir = _set_table, _teacher_predictions, _student_dir, _setting_dir
-RunDir.variant_predictions = _variant_predictions
+RunDir.variant_predictions, RunDir.variant_switches, RunDir.baseline_info = _variant_predictions, _variant_switches, _baseline_info
 RunDir.mt_candidate, RunDir.chosen, RunDir.evaluation, RunDir.efficiency = _mt_candidate, _chosen, _evaluation, _efficiency
 
 # %% ../nbs/00b_rundir.ipynb #3cea7a3d

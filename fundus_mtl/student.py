@@ -5,6 +5,7 @@
 # %% ../nbs/06_student.ipynb #cf7c65ea
 from __future__ import annotations
 import copy
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -25,8 +26,9 @@ from .teacher import train_teacher, write_pseudo_labels, write_teacher_outputs
 from .distill import detail_targets, true_details, budget_rows, pool_dataset
 
 # %% auto #0
-__all__ = ['DETAIL_LABELS', 'MODEL_NAMES', 'resplit_validation', 'permuted_rows', 'setting_data', 'prediction_table', 'fit_st',
-           'fit_mt', 'fit_st_ext', 'train_students', 'model_dir', 'load_student', 'ensure_students']
+__all__ = ['DETAIL_LABELS', 'MODEL_NAMES', 'resplit_validation', 'permuted_rows', 'SettingData', 'setting_data',
+           'prediction_table', 'fit_st', 'fit_mt', 'fit_st_ext', 'train_students', 'model_dir', 'load_student',
+           'ensure_students']
 
 # %% ../nbs/06_student.ipynb #866ccc57
 DETAIL_LABELS = ("pseudo", "true", "permuted")
@@ -46,9 +48,23 @@ def permuted_rows(rows:np.ndarray, # the training rows whose labels are shuffled
     "Where each training row takes its pseudo-labels from under `detail_labels = 'permuted'`: a seeded permutation of `rows`."
     return np.random.default_rng(seed).permutation(rows)
 
+@dataclass
+class SettingData:
+    "What a student of one task-B setting trains and is scored on (`setting_data`'s result)."
+    df:pd.DataFrame              # the prepared table (image, overall, group, split, ...), in the cache's row order
+    cache:object                 # the setting's image cache (`cache.ImageCache`)
+    rows:dict                    # row numbers per split: train, val, test, and labelled (ST's training rows)
+    targets:dict                 # per head: overall labels (UNLABELED outside `labelled`), details, teacher_p
+    n_classes:int                # the setting's number of overall classes (`registry.Setting.n_classes`)
+    train:object                 # MT's augmented training set (with the unlabelled pool when one is asked for)
+    train_labelled:object        # ST's augmented training set: the labelled rows only
+    val:object                   # validation set (never augmented)
+    test:object                  # test set
+    pool:object = None           # the unlabelled pool alone (`Config.unlabeled_pool`), else None
+
 def setting_data(cfg:Config,  # the run's config (its label-efficiency switches act here)
                  setting:str  # a task-B setting (`registry.SETTINGS`)
-                ) -> dict:
+                ) -> SettingData:
     "Datasets (MT's `train` and ST's `train_labelled` with augmentation, val, test), targets and class count of a task-B setting."
     df, cache = load_prepared(cfg, setting)
     if cfg.val_seed >= 0: df = resplit_validation(df, cfg.val_frac, cfg.val_seed)
@@ -79,19 +95,19 @@ def setting_data(cfg:Config,  # the run's config (its label-efficiency switches 
         out["pool"] = pool_dataset(cfg, transform=aug)
         out["train"] = torch.utils.data.ConcatDataset([train, out["pool"]])
         out["train"].transform = aug    # fit's loader gives augmented datasets their workers
-    return out
+    return SettingData(**out)
 
 # %% ../nbs/06_student.ipynb #1cea1e68
 def prediction_table(model,              # a student (QualityNet with an overall head)
-                     data:dict,          # `setting_data`'s result
+                     data:SettingData,   # `setting_data`'s result
                      cfg:Config,         # the run's config (device, precision)
                      split:str="test"    # train | val | test
                     ) -> pd.DataFrame:
     "Probabilities and predicted class of `model` on a split of a setting."
-    p = predict(model, data[split], cfg)
-    names = CLASS_NAMES[data["n_classes"]]   # the setting's classes (registry.Setting.classes)
-    rows = data["rows"][split]
-    out = pd.DataFrame({"image": data["df"]["image"].to_numpy()[rows], "label": data["df"]["overall"].to_numpy()[rows].astype(int)})
+    p = predict(model, getattr(data, split), cfg)
+    names = CLASS_NAMES[data.n_classes]   # the setting's classes (registry.Setting.classes)
+    rows = data.rows[split]
+    out = pd.DataFrame({"image": data.df["image"].to_numpy()[rows], "label": data.df["overall"].to_numpy()[rows].astype(int)})
     for k, n in enumerate(names): out[f"p_{n}"] = p["overall"][:, k].round(6)
     out["pred"] = p["overall"].argmax(1)
     if "details" in p:
@@ -105,8 +121,8 @@ def fit_st(cfg:Config,         # the run's (or a variant's) config
            progress:bool=True  # show training progress
           ) -> dict:
     "Train a single-task student on the labelled training images of setting data `d` (`setting_data`); fit's result."
-    w = class_weights(cfg, d["df"]["overall"].to_numpy()[d["rows"]["labelled"]], d["n_classes"])
-    return fit(build_model(cfg, d["n_classes"], 0), d["train_labelled"], d["val"], st_loss(w),
+    w = class_weights(cfg, d.df["overall"].to_numpy()[d.rows["labelled"]], d.n_classes)
+    return fit(build_model(cfg, d.n_classes, 0), d.train_labelled, d.val, st_loss(w),
                overall_metric, out_dir, cfg.epochs_st, cfg, progress=progress)
 
 def fit_mt(cfg:Config,         # the run's (or a variant's) config
@@ -118,10 +134,10 @@ def fit_mt(cfg:Config,         # the run's (or a variant's) config
            progress:bool=True  # show training progress
           ) -> dict:
     "Fine-tune a copy of `st_model` with a new detail head on equation (4) (and the configured extras); fit's result."
-    w = class_weights(cfg, d["df"]["overall"].to_numpy()[d["rows"]["labelled"]], d["n_classes"])
-    dw = detail_weights(cfg, d["targets"]["details"][d["rows"]["train"]])   # balanced on the (pseudo-)labels, like w
+    w = class_weights(cfg, d.df["overall"].to_numpy()[d.rows["labelled"]], d.n_classes)
+    dw = detail_weights(cfg, d.targets["details"][d.rows["train"]])   # balanced on the (pseudo-)labels, like w
     mt = add_detail_head(copy.deepcopy(st_model), len(DETAILS), seed=cfg.seed)
-    return fit(mt, d["train"], d["val"], mt_loss(lambda_a, lambda_b, w, dw, cfg.rank_weight, cfg.rank_gap), overall_metric,
+    return fit(mt, d.train, d.val, mt_loss(lambda_a, lambda_b, w, dw, cfg.rank_weight, cfg.rank_gap), overall_metric,
                out_dir, cfg.epochs_mt, cfg, progress=progress)
 
 def fit_st_ext(cfg:Config,         # the run's (or a variant's) config
@@ -131,8 +147,8 @@ def fit_st_ext(cfg:Config,         # the run's (or a variant's) config
                progress:bool=True  # show training progress
               ) -> dict:
     "ST-extended: a copy of `st_model` trained `epochs_mt` more epochs on the overall loss alone (the control for MT's extra training); fit's result."
-    w = class_weights(cfg, d["df"]["overall"].to_numpy()[d["rows"]["labelled"]], d["n_classes"])
-    return fit(copy.deepcopy(st_model), d["train_labelled"], d["val"], st_loss(w), overall_metric,
+    w = class_weights(cfg, d.df["overall"].to_numpy()[d.rows["labelled"]], d.n_classes)
+    return fit(copy.deepcopy(st_model), d.train_labelled, d.val, st_loss(w), overall_metric,
                out_dir, cfg.epochs_mt, cfg, progress=progress)
 
 def train_students(cfg:Config,         # the run's config
@@ -143,19 +159,19 @@ def train_students(cfg:Config,         # the run's config
     d = setting_data(cfg, setting)
     run = RunDir(cfg.run_dir)
     st = fit_st(cfg, d, run.student_dir(setting, "st"), progress)
-    runs = {(la, lb): fit_mt(cfg, d, st["model"], la, lb, run.mt_candidate(setting, la, lb), progress) for la, lb in cfg.lambda_grid}
-    (la, lb), mt = max(runs.items(), key=lambda kv: kv[1]["best_score"])
+    runs = {(la, lb): fit_mt(cfg, d, st.model, la, lb, run.mt_candidate(setting, la, lb), progress) for la, lb in cfg.lambda_grid}
+    (la, lb), mt = max(runs.items(), key=lambda kv: kv[1].best_score)
     atomic_write_json(run.chosen(setting), dict(
-        lambda_a=la, lambda_b=lb, val_f1=mt["best_score"],
-        grid=[dict(lambda_a=a, lambda_b=b, val_f1=r["best_score"]) for (a, b), r in runs.items()]))
-    ext = fit_st_ext(cfg, d, st["model"], run.student_dir(setting, "st_ext"), progress)
+        lambda_a=la, lambda_b=lb, val_f1=mt.best_score,
+        grid=[dict(lambda_a=a, lambda_b=b, val_f1=r.best_score) for (a, b), r in runs.items()]))
+    ext = fit_st_ext(cfg, d, st.model, run.student_dir(setting, "st_ext"), progress)
     st_ext = ext if run.model_dir(setting, "st_ext") == run.student_dir(setting, "st_ext") else st   # RunDir decides, from the model files fit wrote
-    models = {"st": st["model"], "mt": mt["model"], "st_ext": st_ext["model"]}
-    scores = {"st": st["best_score"], "mt": mt["best_score"], "st_ext": st_ext["best_score"]}
+    models = {"st": st.model, "mt": mt.model, "st_ext": st_ext.model}
+    scores = {"st": st.best_score, "mt": mt.best_score, "st_ext": st_ext.best_score}
     for name, m in models.items():
         atomic_write_csv(run.predictions(setting, name), prediction_table(m, d, cfg))
-    return dict(val_f1=scores, lambdas=(la, lb), seconds={k: r["seconds"] for k, r in [("st", st), ("st_ext", ext)]}
-                | {f"mt_{a:g}_{b:g}": r["seconds"] for (a, b), r in runs.items()})
+    return dict(val_f1=scores, lambdas=(la, lb), seconds={k: r.seconds for k, r in [("st", st), ("st_ext", ext)]}
+                | {f"mt_{a:g}_{b:g}": r.seconds for (a, b), r in runs.items()})
 
 # %% ../nbs/06_student.ipynb #36569748
 MODEL_NAMES = STUDENTS   # the students of a setting (rundir.STUDENTS); "teacher" is the Teacher
@@ -183,7 +199,7 @@ def ensure_students(cfg:Config,          # the run's config
     run = RunDir(cfg.run_dir)
     with data_lock(run.root):
         if not (run.pseudo_labels.exists() and run.teacher_predictions("test").exists()):
-            write_teacher_outputs(cfg, train_teacher(cfg, progress=progress)["model"])    # a finished Teacher is reloaded, not retrained
+            write_teacher_outputs(cfg, train_teacher(cfg, progress=progress).model)    # a finished Teacher is reloaded, not retrained
         for s in cfg.settings:
             if not all(run.predictions(s, n).exists() for n in MODEL_NAMES):
                 train_students(cfg, s, progress=progress)

@@ -14,7 +14,7 @@ from .cache import CachedDataset
 from .prepare import load_prepared, prepare_data, split_rows
 from .models import build_model
 from .inference import predict
-from .train import fit, load_model
+from .train import fit, load_model, FitResult
 from .metrics import detail_metric
 from .losses import detail_loss, detail_weights
 from .registry import DETAIL_SETS
@@ -32,7 +32,7 @@ def ensure_data(cfg:Config # the run's config
 
 def train_teacher(cfg:Config,        # the run's config
                   progress:bool=True # show training progress
-                 ) -> dict:
+                 ) -> FitResult:
     "Train (or resume, or reload) Teacher-A on the detail set; returns fit's result."
     ensure_data(cfg)
     df, cache = load_prepared(cfg, "detail")

@@ -5,6 +5,7 @@
 # %% ../nbs/04_train.ipynb #0430ac29
 from __future__ import annotations
 import math, random, time, warnings
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 import pandas as pd
@@ -18,8 +19,8 @@ from .images import preprocessing_name
 from .inference import resolve_device, resolve_precision, autocast, prepare_model, make_loader, to_device, predict
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'CHECKPOINTS', 'seed_everything', 'scaled_milestones', 'fit_meta', 'fit', 'model_from_checkpoint',
-           'load_model']
+__all__ = ['HISTORY_COLUMNS', 'CHECKPOINTS', 'seed_everything', 'scaled_milestones', 'fit_meta', 'FitResult', 'fit',
+           'plot_history', 'model_from_checkpoint', 'load_model']
 
 # %% ../nbs/04_train.ipynb #dd9dc764
 def seed_everything(seed:int  # the run's seed (cfg.seed)
@@ -76,13 +77,24 @@ def fit_meta(model:torch.nn.Module, # the trained network (n_classes, n_details,
                 image_size=image_size, class_names=list(CLASS_NAMES.get(nc, ())), detail_names=list(DETAILS[:nd]) if nd == 3 else [],
                 preprocessing=preprocessing_name(equalize))
 
-def _result(model, best_f:Path, history:list) -> dict:
+@dataclass
+class FitResult:
+    "What `fit` returns: the kept weights loaded into the model, and how the run went."
+    best_score:float           # validation metric of the kept weights (model.pt's meta score)
+    best_epoch:int             # their epoch
+    epochs:int                 # epochs trained in all (resumed ones included)
+    seconds:float              # training time summed over epochs
+    images_per_s:float         # mean training throughput
+    history:pd.DataFrame       # one row per epoch (HISTORY_COLUMNS), as in history.csv
+    model:torch.nn.Module      # the network, with model.pt's weights, in eval mode
+
+def _result(model, best_f:Path, history:list) -> FitResult:
     "fit's return value: best weights loaded into `model`, the history as a DataFrame."
     ck = torch.load(best_f, map_location="cpu", weights_only=True)
     model.load_state_dict(ck["state_dict"]); model.eval()
     h = pd.DataFrame(history, columns=HISTORY_COLUMNS)
-    return dict(best_score=ck["meta"]["score"], best_epoch=ck["meta"]["epoch"], epochs=len(h),
-                seconds=float(h.seconds.sum()), images_per_s=float(h.images_per_s.mean()), history=h, model=model)
+    return FitResult(best_score=ck["meta"]["score"], best_epoch=ck["meta"]["epoch"], epochs=len(h),
+                     seconds=float(h.seconds.sum()), images_per_s=float(h.images_per_s.mean()), history=h, model=model)
 
 # %% ../nbs/04_train.ipynb #77cf6b09
 def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
@@ -96,7 +108,7 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
         resume:bool=True,       # continue from out_dir/last.pt when it exists
         progress:bool=True,     # tqdm bar per epoch and a line per epoch
         stop_after:int|None=None  # stop after this epoch, as if killed (tests, budgets)
-       ) -> dict:
+       ) -> FitResult:
     "Train `model` with SGD and the paper's schedule; keep the best epoch by `metric_fn` (or the last, `cfg.checkpoint`); resumable."
     out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
     last_f, best_f = out_dir/LAST_FILE, out_dir/MODEL_FILE
@@ -156,6 +168,28 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
                                        scaler=scaler.state_dict(), epochs=epochs, rng=_rng_state(g), **st))
         if progress: tqdm.write(f"epoch {epoch}/{epochs}  lr {lr:.2g}  loss {loss_sum / max(n, 1):.4f}  val {score:.4f}  {n / train_s:.0f} img/s")
     return _result(model, best_f, st["history"])
+
+# %% ../nbs/04_train.ipynb #44618631
+def plot_history(histories:dict,     # {label: history DataFrame (`FitResult.history` or history.csv)}
+                 kept:dict|None=None, # {label: the epoch model.pt keeps} (marked on the validation curve)
+                 metric:str="validation metric" # what `val_metric` is (e.g. "macro F1")
+                ):
+    "Training loss and validation metric per epoch of every run in `histories`, side by side (a matplotlib figure)."
+    import matplotlib.pyplot as plt
+    if not histories: raise ValueError("no histories to plot")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    for label, h in histories.items():
+        missing = {"epoch", "train_loss", "val_metric"} - set(h.columns)
+        if missing: raise ValueError(f"history of {label!r} lacks {sorted(missing)}")
+        a.plot(h["epoch"], h["train_loss"], marker=".", label=label)
+        line, = b.plot(h["epoch"], h["val_metric"], marker=".", label=label)
+        if kept and label in kept:
+            k = h[h["epoch"] == kept[label]]
+            b.scatter(k["epoch"], k["val_metric"], s=80, facecolors="none", edgecolors=line.get_color(), zorder=3)
+    a.set(xlabel="epoch", ylabel="training loss", title="training loss"); b.set(xlabel="epoch", ylabel=metric, title=f"validation {metric} (○ kept)")
+    for ax in (a, b): ax.grid(alpha=.3); ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
 
 # %% ../nbs/04_train.ipynb #590af483
 def model_from_checkpoint(ck:dict # a read model.pt: 'state_dict', and 'meta' with backbone, n_classes, n_details (and overall_head)

@@ -58,12 +58,12 @@ def train_variant(cfg:Config,           # the run's config
     if not all(f.exists() for f in files.values()):
         d = setting_data(v, setting)
         if new_st:
-            st = fit_st(v, d, out/"st", progress)["model"]
+            st = fit_st(v, d, out/"st", progress).model
             atomic_write_csv(files["st"], prediction_table(st, d, v))
         else: st = load_student(cfg, setting, "st")
-        mt = fit_mt(v, d, st, *chosen_lambdas(cfg, setting), out/"mt", progress)["model"]
+        mt = fit_mt(v, d, st, *chosen_lambdas(cfg, setting), out/"mt", progress).model
         atomic_write_csv(files["mt"], prediction_table(mt, d, v))
-        atomic_write_json(out/"switches.json", switches)
+        atomic_write_json(run.variant_switches(setting, variant_name(switches)), switches)
     return {m: pd.read_csv(f, dtype={"image": str}) for m, f in files.items()}
 
 def variant_detail_predictions(cfg:Config,   # the run's config

@@ -75,10 +75,10 @@ def test_killed_training_resumes_to_the_same_result(tmp_path):
     done = len(pd.read_csv(run / "history.csv"))
     assert 1 <= done < 4, f"the child finished {done} epochs before the kill; the test did not interrupt it"
     res = fit(build_model(d["cfg"], 3, 0), d["train"], d["val"], ce_overall, overall_metric, run, 4, d["cfg"], progress=False)
-    assert res["epochs"] == 4 and res["best_epoch"] == ref["best_epoch"]
+    assert res.epochs == 4 and res.best_epoch == ref.best_epoch
     cols = ["epoch", "lr", "train_loss", "val_metric"]
-    pd.testing.assert_frame_equal(res["history"][cols], ref["history"][cols])
-    a, b = ref["model"].state_dict(), res["model"].state_dict()
+    pd.testing.assert_frame_equal(res.history[cols], ref.history[cols])
+    a, b = ref.model.state_dict(), res.model.state_dict()
     assert all(torch.equal(a[k].cpu(), b[k].cpu()) for k in a)
     last_a = torch.load(tmp_path / "uninterrupted/last.pt", weights_only=True)["model"]
     last_b = torch.load(run / "last.pt", weights_only=True)["model"]
