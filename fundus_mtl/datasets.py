@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path, PureWindowsPath
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 from .config import DETAILS
 
 # %% auto #0
@@ -114,7 +113,8 @@ def read_eyeq_d(csv:str|Path,              # EyeQ-D-Quality-Details.csv
     names = df["file_name"].astype(str) + ext
     return _table(dict(image=names, path=[str(image_dir/n) for n in names],
                        overall=to_canonical(df["overall_quality"], "eyeq-d", f"{csv}:overall_quality"),
-                       **{d: to_canonical(df[d], "detail", f"{csv}:{d}") for d in DETAILS}, split="test"), "eyeq-d")
+                       **{d: to_canonical(df[d], "detail", f"{csv}:{d}") for d in DETAILS}, split="test",
+                       group=df["file_name"].astype(str).str.split("_").str[0]), "eyeq-d")   # EyeQ's names: <patient>_<eye>
 
 # %% ../nbs/01b_datasets.ipynb #296cf02a
 def read_details(csv:str|Path,              # CSV with image, illumination, clarity, contrast
@@ -175,6 +175,7 @@ def _holdout(df:pd.DataFrame, frac:float, seed:int) -> np.ndarray:
     n_splits = int(round(1 / frac))
     if n_splits < 2: raise ValueError(f"a held-out fraction of {frac} is too large (at most 0.5)")
     if df["group"].nunique() < n_splits: raise ValueError(f"only {df['group'].nunique()} groups: too few to hold out {frac:.0%}")
+    from sklearn.model_selection import StratifiedGroupKFold   # training's splits only: the camera's install has no scikit-learn
     cv = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     import warnings
     with warnings.catch_warnings():

@@ -18,14 +18,16 @@ from .rundir import RunDir
 from .teacher import detail_predictions
 from .student import load_student
 from .metrics import METRICS, confusion_table
-from .stats import compare, p_value, mark
+from .stats import compare, p_value, mark, holm, TOST_MARGIN
 
 # %% auto #0
-__all__ = ['MODEL_LABELS', 'TABLE4_POSITIVES', 'setting_predictions', 'predicted_class', 'caption', 'format_cells',
-           'compare_models', 'table2', 'table3', 'detail_set_predictions', 'table4', 'figure3']
+__all__ = ['MODEL_LABELS', 'CLUSTERS', 'TABLE4_POSITIVES', 'setting_predictions', 'set_groups', 'predicted_class', 'caption',
+           'adjusted', 'format_cells', 'compare_models', 'table2', 'table3', 'detail_set_predictions', 'table4',
+           'figure3']
 
 # %% ../nbs/07_evaluation.ipynb #f4c37642
 MODEL_LABELS = {"baseline": "Baseline", "st": "ST", "st_ext": "ST-extended", "mt": "MT"}
+CLUSTERS = "whole clusters: patients (task-B sets, EyeQ-D) or photographs (detail sets)"   # what Tables 2–4 resample (`set_groups`)
 
 def setting_predictions(cfg:Config,  # the run's config
                         setting:str  # a task-B setting
@@ -41,8 +43,18 @@ def setting_predictions(cfg:Config,  # the run's config
         p = p.sort_values("image").reset_index(drop=True)
         if not (p["image"].equals(ref["image"]) and p["label"].equals(ref["label"])):
             raise ValueError(f"{files[m]} does not cover the same test images and labels as MT's: re-run its stage")
-        out[m] = p
+        out[m] = p.assign(group=set_groups(cfg, setting, p["image"]))
     return out
+
+def set_groups(cfg:Config, # the run's config
+               name:str,   # a set of the run: a task-B setting or a detail set
+               images      # image names of that set
+              ) -> np.ndarray:
+    "The cluster of each of `images` — the prepared table's `group`: the patient (EyeQ, DeepDRiD, EyeQ-D) or the photograph (detail sets) — the unit the bootstrap resamples."
+    t = pd.read_csv(RunDir(cfg.run_dir).set_table(name), dtype={"image": str, "group": str}, usecols=["image", "group"])
+    g = t.drop_duplicates("image").set_index("image")["group"].reindex(pd.Index(images).astype(str))
+    if g.isna().any(): raise ValueError(f"{int(g.isna().sum())} image(s) of '{name}' are not in its prepared table, e.g. {g.index[g.isna()][0]!r}: stale predictions, re-run the stage")
+    return g.to_numpy()
 
 def predicted_class(p:pd.DataFrame, # a predictions table with p_<class> columns
                     n_classes:int    # the setting's class count
@@ -54,7 +66,8 @@ def predicted_class(p:pd.DataFrame, # a predictions table with p_<class> columns
 def caption(cfg:Config,     # the run's config
             what:str,       # what the table shows (its first sentence)
             n:dict,         # {test set: number of images}
-            reference:str   # the model every other is compared with
+            reference:str,  # the model every other is compared with
+            units:str="single test images"  # what the bootstrap resamples (Tables 2–4: CLUSTERS)
            ) -> str:
     "A table caption stating the configuration, the test-set sizes and the significance test."
     sizes = ", ".join(f"{k}: n = {v}" for k, v in n.items())
@@ -64,19 +77,29 @@ def caption(cfg:Config,     # the run's config
             f"{cfg.backbone} weights={cfg.weights}, epochs Teacher/ST/MT {cfg.epochs_teacher}/{cfg.epochs_st}/{cfg.epochs_mt}, seed {cfg.seed}"
             + (", FOV-equalised images" if cfg.equalize else "")
             + (", class-weighted losses (overall CE and detail BCE)" if cfg.class_weight == "balanced" else "") + "); "
-            f"test sets {sizes}. [95% CI] from {cfg.bootstrap} paired bootstrap resamples of the test images; "
-            f"* = differs from {reference} with p < {cfg.alpha} ({cfg.sig_test} p, {cfg.alternative}); "
-            f"the CSV has both the bootstrap and the Wilcoxon signed-rank p.")
+            f"test sets {sizes}. [95% CI] from {cfg.bootstrap} paired bootstrap resamples of {units}; "
+            f"* = differs from {reference}, {cfg.sig_test} p ({cfg.alternative}) < {cfg.alpha} after Holm's adjustment across the table's comparisons; "
+            f"≈ = equivalent to {reference} within ±{TOST_MARGIN} (bootstrap TOST p < {cfg.alpha}); the CSV has the raw, Holm and TOST p"
+            + (" and the paper's Wilcoxon signed-rank p on the bootstrap replicates (which shrinks as resamples grow: 07b_stats)." if cfg.sig_test == "wilcoxon" else "."))
 
-def format_cells(long:pd.DataFrame, # rows with value, lo, hi, p_boot, p_wilcoxon (`compare_models`)
+def adjusted(long:pd.DataFrame, # rows of one table (`compare_models`), p_boot NaN on the reference's own rows
+             cfg:Config         # sig_test picks the p adjusted
+            ) -> pd.DataFrame:
+    "`long` with `p_holm`: the chosen test's p, Holm-adjusted across every comparison of the table (one family)."
+    p = [np.nan if pd.isna(r["p_boot"]) else p_value(r, cfg.sig_test) for _, r in long.iterrows()]
+    return long.assign(p_holm=holm(p))
+
+def format_cells(long:pd.DataFrame, # rows of one table with value, lo, hi, p_boot (and p_tost) (`compare_models`)
                  index:list,        # columns that become the rows of the wide table
                  columns:str,       # the column whose values become its columns
-                 cfg:Config         # sig_test and alpha decide the `*`
+                 cfg:Config         # sig_test and alpha decide the `*` (Holm-adjusted over `long`) and the `≈`
                 ) -> pd.DataFrame:
-    "Formatted `value [lo, hi]*` cells pivoted to a wide table."
+    "Formatted `value*≈ [lo, hi]` cells pivoted to a wide table: `*` differs (Holm), `≈` equivalent within the TOST margin."
+    if "p_holm" not in long: long = adjusted(long, cfg)
     def cell(r):
-        p = None if pd.isna(r["p_boot"]) else p_value(r, cfg.sig_test)
-        return f"{mark(r['value'], p, cfg.alpha)} [{r['lo']:.3f}, {r['hi']:.3f}]"
+        p = None if pd.isna(r["p_holm"]) else r["p_holm"]
+        eq = "≈" if r.get("p_tost", np.nan) < cfg.alpha else ""
+        return f"{mark(r['value'], p, cfg.alpha)}{eq} [{r['lo']:.3f}, {r['hi']:.3f}]"
     f = long.assign(cell=long.apply(cell, axis=1))
     wide = f.pivot_table(index=index, columns=columns, values="cell", aggfunc="first", sort=False)
     return wide[[c for c in f[columns].unique()]]
@@ -87,19 +110,21 @@ def compare_models(y:np.ndarray,  # (N,) canonical labels of the test images
                    preds:dict,     # {model: (N,) predicted classes}
                    reference:str,  # the model of `preds` the others are compared with
                    n_classes:int,  # the setting's class count (2: bad is positive)
-                   cfg:Config,     # bootstrap, seed, alpha, alternative
-                   metrics=None    # the metrics kept (default: all of `stats.compare`)
+                   cfg:Config,     # bootstrap, seed, alpha, alternative; sig_test = wilcoxon keeps the paper's Wilcoxon p
+                   metrics=None,   # the metrics kept (default: all of `stats.compare`)
+                   groups=None     # (N,) cluster of each image (`set_groups`): whole clusters are resampled (None: single images)
                   ) -> pd.DataFrame:
-    "Long table (model, metric, value, lo, hi, diff, diff_lo, diff_hi, p_boot, p_wilcoxon) of every model vs `reference`."
+    "Long table (model, metric, value, lo, hi, diff, diff_lo, diff_hi, p_boot, p_tost[, p_wilcoxon]) of every model vs `reference`."
+    keep = ["p_boot", "p_tost"] + ["p_wilcoxon"] * (cfg.sig_test == "wilcoxon")   # a Wilcoxon p on bootstrap replicates only where the paper's presets ask for it
     rows = []
     for m, pr in preds.items():
-        c = compare(y, pr, preds[reference], n_classes, B=cfg.bootstrap, seed=cfg.seed, alpha=cfg.alpha, alternative=cfg.alternative)
+        c = compare(y, pr, preds[reference], n_classes, B=cfg.bootstrap, seed=cfg.seed, alpha=cfg.alpha, alternative=cfg.alternative, groups=groups)
         for metric, r in c.iterrows():
             if metrics and metric not in metrics: continue
             own = m == reference
             rows.append(dict(model=m, metric=metric, value=r["a"], lo=r["a_lo"], hi=r["a_hi"],
                              diff=np.nan if own else r["diff"], diff_lo=np.nan if own else r["diff_lo"], diff_hi=np.nan if own else r["diff_hi"],
-                             p_boot=np.nan if own else r["p_boot"], p_wilcoxon=np.nan if own else r["p_wilcoxon"]))
+                             **{k: np.nan if own else r[k] for k in keep}))
     return pd.DataFrame(rows)
 
 # %% ../nbs/07_evaluation.ipynb #e72cb4d6
@@ -112,8 +137,8 @@ def table2(cfg:Config, # the run's config
         n = get_setting(s).n_classes
         y = p["mt"]["label"].to_numpy()
         order = [m for m in MODEL_LABELS if m in p]
-        longs.append(compare_models(y, {m: predicted_class(p[m], n) for m in order}, "mt", n, cfg, METRICS).assign(setting=s, n=len(y)))
-    long = pd.concat(longs, ignore_index=True)
+        longs.append(compare_models(y, {m: predicted_class(p[m], n) for m in order}, "mt", n, cfg, METRICS, p["mt"].get("group")).assign(setting=s, n=len(y)))
+    long = adjusted(pd.concat(longs, ignore_index=True), cfg)
     long["model"] = long["model"].map(MODEL_LABELS)
     return long, format_cells(long, ["setting", "model"], "metric", cfg)
 
@@ -127,9 +152,9 @@ def table3(cfg:Config, # the run's config
         if get_setting(s).n_classes != 3: continue
         y = p["mt"]["label"].to_numpy()
         pr = {m: predicted_class(p[m], 3) for m in MODEL_LABELS if m in p}
-        longs.append(compare_models(y, pr, "mt", 3, cfg, [f"F1_{c}" for c in get_setting(s).classes]).assign(setting=s))
+        longs.append(compare_models(y, pr, "mt", 3, cfg, [f"F1_{c}" for c in get_setting(s).classes], p["mt"].get("group")).assign(setting=s))
     if not longs: return pd.DataFrame(), pd.DataFrame()
-    long = pd.concat(longs, ignore_index=True)
+    long = adjusted(pd.concat(longs, ignore_index=True), cfg)
     long["metric"] = long["metric"].str.replace(r"^F1_", "F1 ", regex=True)
     long["model"] = long["model"].map(MODEL_LABELS)
     return long, format_cells(long, ["model"], "metric", cfg)
@@ -154,6 +179,7 @@ def detail_set_predictions(cfg:Config # the run's config
             if m != "teacher" and not (p[list(DETAILS)].to_numpy() == models["teacher"].set_index("image").loc[images, list(DETAILS)].to_numpy()).all():
                 raise ValueError(f"{m} and the Teacher disagree on the true details of '{label}': stale predictions, re-run the evaluation stage")
             models[m] = p
+        models["teacher"] = models["teacher"].assign(group=set_groups(cfg, ds.name, images))
         out[label] = models
     return out
 
@@ -172,8 +198,8 @@ def table4(cfg:Config,           # the run's config
             y = models["teacher"][d].to_numpy().astype(int)          # 1 good, 0 bad
             pr = {m: (p[f"p_{d}"].to_numpy() >= 0.5).astype(int) for m, p in models.items()}
             if flip: y, pr = 1 - y, {m: 1 - v for m, v in pr.items()}
-            longs.append(compare_models(y, pr, "teacher", 2, cfg, ["F1", "Pr", "Re"]).assign(set=label, detail=d, n=len(y), positive=positive))
-    long = pd.concat(longs, ignore_index=True)
+            longs.append(compare_models(y, pr, "teacher", 2, cfg, ["F1", "Pr", "Re"], models["teacher"].get("group")).assign(set=label, detail=d, n=len(y), positive=positive))
+    long = adjusted(pd.concat(longs, ignore_index=True), cfg)
     long["model"] = long["model"].map(lambda m: "Teacher-A" if m == "teacher" else "MT-" + get_setting(m[3:]).title)
     long["column"] = long["detail"] + " " + long["metric"]
     return long, format_cells(long, ["set", "model"], "column", cfg)

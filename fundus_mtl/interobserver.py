@@ -95,7 +95,7 @@ def heldout_comparison(r:pd.DataFrame,        # rater table
                        tie:str="odd"          # tie rule of the majority vote (TIE_RULES)
                       ) -> dict:
     "Table 5 (long and wide), the held-out rater, the reason, image count and ties."
-    from fundus_mtl.evaluation import compare_models, format_cells
+    from fundus_mtl.evaluation import compare_models, format_cells, adjusted
     who, why = choose_rater(r, rater)
     truth, ties = majority_truth(r, who, tie)
     mine = r[(r["rater"] == who) & (r["repeat"] == 0)].set_index("image")[list(DETAILS)]
@@ -109,7 +109,7 @@ def heldout_comparison(r:pd.DataFrame,        # rater table
         preds = {"rater": mine.loc[keep, d].to_numpy().astype(int),
                  "teacher": (tp.loc[image_key(keep).to_numpy(), f"p_{d}"].to_numpy() >= 0.5).astype(int)}
         longs.append(compare_models(y, preds, "teacher", 2, cfg, ["F1", "Pr", "Re"]).assign(detail=d, n=len(y)))
-    long = pd.concat(longs, ignore_index=True)
+    long = adjusted(pd.concat(longs, ignore_index=True), cfg)    # Holm across the table's comparisons
     long["model"] = long["model"].map({"rater": f"Expert (rater {who})", "teacher": "Teacher-A"})
     long["column"] = long["detail"] + " " + long["metric"]
     return dict(long=long, wide=format_cells(long, ["model"], "column", cfg), rater=who, reason=why, n=len(imgs), ties=ties)

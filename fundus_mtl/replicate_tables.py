@@ -19,7 +19,8 @@ from .replicates import replicate_records
 
 # %% auto #0
 __all__ = ['MODEL_LABELS', 'COMPARISONS', 'PAPER_EYEQ', 'n_classes_of', 'model_scores', 'seeds_overall', 'hierarchical_bootstrap',
-           'seeds_summary', 'replicates_needed', 'verdict_markdown', 'seeds_figure', 'write_seeds', 'update_block']
+           'seeds_summary', 'replicates_needed', 'verdict_markdown', 'host_dependence', 'seeds_figure', 'write_seeds',
+           'update_block']
 
 # %% ../nbs/07f_replicate_tables.ipynb #c540d5e1
 MODEL_LABELS = dict(st="ST", mt="MT", st_ext="ST-extended", mt_permuted="MT-permuted")   # how the tables name the models
@@ -138,8 +139,37 @@ def verdict_markdown(overall:pd.DataFrame,  # `seeds_overall`'s table
             need = f"{replicates_needed(sd)} paired replicates (re-estimate as replicates land)" if sd > 0 else "no estimate (no spread yet)"
             text += (f" MT − ST-extended per replicate: {', '.join(f'{x:+.3f}' for x in d)} (SD {sd:.3f}, 95 % CI {lo:.3f}–{hi:.3f}); to detect "
                      f"{TOST_MARGIN:g} F1 with 80 % power (two-sided paired t, α = 0.05) the experiment needs {need}.")
+        hd = host_dependence(g)
+        text += " " + hd.iloc[0]["sentence"] if len(hd) else ""
         paras.append(text + "\n\n" + "\n".join(f"- {v}" for v in summary.loc[summary["arm"] == arm, "verdict"]))
     return "\n\n".join(paras) + "\n"
+
+# %% ../nbs/07f_replicate_tables.ipynb #4a82b84b
+def host_dependence(overall:pd.DataFrame,  # `seeds_overall`'s table (cpu and precision per replicate)
+                    a:str="mt", b:str="st_ext", # the paired difference tested: A − B in test macro F1
+                    alpha:float=0.05        # level of the test
+                   ) -> pd.DataFrame:
+    "Per arm: A − B per kind of host (CPU, precision), and whether it differs between kinds (Welch's t for two, Kruskal–Wallis for more), with a sentence."
+    from scipy.stats import ttest_ind, kruskal
+    rows = []
+    for arm, g in overall.groupby("arm", sort=True):
+        f1 = g.pivot(index="seed", columns="model", values="f1")
+        d = (f1[a] - f1[b]).dropna()
+        kind = g.drop_duplicates("seed").set_index("seed").loc[d.index].apply(lambda r: f"{r['cpu']} ({r['precision']})", axis=1)
+        groups = {k: d[kind == k].to_numpy() for k in dict.fromkeys(kind)}
+        tested = {k: v for k, v in groups.items() if len(v) >= 2}
+        test, p = None, np.nan
+        if len(tested) == 2: test, p = "Welch's t", float(ttest_ind(*tested.values(), equal_var=False).pvalue)
+        elif len(tested) > 2: test, p = "Kruskal–Wallis", float(kruskal(*tested.values()).pvalue)
+        each = "; ".join(f"{v.mean():+.3f} on {k} (n = {len(v)})" for k, v in groups.items())
+        what = f"{MODEL_LABELS[a]} − {MODEL_LABELS[b]}"
+        if len(groups) == 1: text = (f"Host: all {len(d)} replicates ran on one kind of host, {next(iter(groups))}: whether the host changes {what} "
+                                     "cannot be tested until replicates run on another kind (with or without bf16 units).")
+        elif test is None: text = f"Host: {what} is {each}; too few replicates per kind of host to test (at least 2 in each of 2 kinds)."
+        else: text = (f"Host: {what} is {each}; {test} p = {p:.3g}: " + ("the difference depends on the host." if p < alpha else "no evidence that the host changes it."))
+        rows.append(dict(arm=arm, kinds=len(groups), test=test, p=p, means={k: float(v.mean()) for k, v in groups.items()},
+                         n={k: len(v) for k, v in groups.items()}, sentence=text))
+    return pd.DataFrame(rows)
 
 # %% ../nbs/07f_replicate_tables.ipynb #ad262833
 def seeds_figure(overall:pd.DataFrame,   # `seeds_overall`'s table

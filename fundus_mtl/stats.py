@@ -11,8 +11,8 @@ from .config import CLASS_NAMES
 from .metrics import METRICS, confusions, scores_from_confusion
 
 # %% auto #0
-__all__ = ['ALTERNATIVES', 'TOST_MARGIN', 'bootstrap_indices', 'bootstrap_scores', 'paired_p', 'bootstrap_ci', 'compare',
-           'p_value', 'mark', 'cluster_bootstrap_weights', 'tost_paired', 'holm']
+__all__ = ['TOST_MARGIN', 'ALTERNATIVES', 'bootstrap_indices', 'bootstrap_scores', 'cluster_bootstrap_weights',
+           'bootstrap_weights', 'tost_paired', 'holm', 'paired_p', 'bootstrap_ci', 'compare', 'p_value', 'mark']
 
 # %% ../nbs/07b_stats.ipynb #07cda2f9
 def bootstrap_indices(n:int,   # test-set size
@@ -33,12 +33,60 @@ def _metric_table(s:dict, n_classes:int) -> dict:
 def bootstrap_scores(y,              # canonical labels (N,)
                      pred,           # predicted classes (N,)
                      n_classes:int,  # 3 (macro averages, per-class F1) or 2 (bad = positive)
-                     idx:np.ndarray  # (B, N) resampled row indices (`bootstrap_indices`)
+                     weights:np.ndarray  # (B, N) how often each image is drawn per resample (`bootstrap_weights`)
                     ) -> tuple[dict, dict]:
-    "Point scores on the data as given, and the (B,) replicate scores on resamples `idx`."
+    "Point scores on the data as given, and the (B,) replicate scores on the resamples `weights`."
     point = _metric_table(scores_from_confusion(confusions(y, pred, n_classes)), n_classes)
-    reps = _metric_table(scores_from_confusion(confusions(y, pred, n_classes, idx)), n_classes)
+    reps = _metric_table(scores_from_confusion(confusions(y, pred, n_classes, weights=weights)), n_classes)
     return {k: float(v) for k, v in point.items()}, reps
+
+# %% ../nbs/07b_stats.ipynb #caad0d09
+def cluster_bootstrap_weights(groups,   # (N,) cluster of each test image (photograph, patient)
+                              B:int,    # number of resamples
+                              seed:int  # fixed seed: the same resamples for every model compared
+                             ) -> np.ndarray:
+    "(B, N) how often each image is drawn when whole clusters are resampled with replacement."
+    codes, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    G = len(codes)
+    if G < 2 or B < 1: raise ValueError(f"need at least two clusters and one resample (clusters={G}, B={B})")
+    draws = np.random.default_rng(seed).integers(0, G, (B, G))
+    counts = np.stack([np.bincount(d, minlength=G) for d in draws])     # (B, G): times each cluster is drawn
+    return counts[:, inverse]
+
+def bootstrap_weights(n:int,          # test-set size
+                      B:int,          # number of resamples
+                      seed:int,       # fixed seed: the same resamples for every model compared
+                      groups=None     # (n,) cluster of each image (photograph, patient), or None to draw single images
+                     ) -> np.ndarray:
+    "(B, n) how often each image is drawn: single images (`bootstrap_indices`, counted) or whole clusters (`cluster_bootstrap_weights`)."
+    if groups is None:
+        idx = bootstrap_indices(n, B, seed)
+        return np.bincount((idx + (np.arange(B) * n)[:, None]).ravel(), minlength=B * n).reshape(B, n)
+    if len(groups) != n: raise ValueError(f"{len(groups)} groups for {n} images")
+    return cluster_bootstrap_weights(groups, B, seed)
+
+# %% ../nbs/07b_stats.ipynb #dba2af55
+TOST_MARGIN = 0.03   # smallest F1 difference of interest, fixed before any data: the default margin of every TOST (here and `replicate_stats.paired_summary`)
+
+def tost_paired(a,                       # (n,) values of model A per unit (replicate, patient)
+                b,                       # (n,) values of model B on the same units
+                margin:float=TOST_MARGIN # smallest difference of interest: equivalence means |A − B| < margin
+               ) -> float:
+    "TOST p-value of equivalence of A and B within ±margin on paired values (statsmodels `ttost_paired`)."
+    from statsmodels.stats.weightstats import ttost_paired
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) != len(b) or len(a) < 2: raise ValueError(f"need two paired arrays of the same length >= 2 (got {len(a)}, {len(b)})")
+    if margin <= 0: raise ValueError(f"margin must be positive, got {margin}")
+    return float(ttost_paired(a, b, -margin, margin)[0])
+
+def holm(p # p-values of one family of comparisons (NaN is kept as NaN)
+        ) -> np.ndarray:
+    "Holm-adjusted p-values (statsmodels `multipletests(method='holm')`)."
+    from statsmodels.stats.multitest import multipletests
+    p = np.asarray(p, float); out = np.full(p.shape, np.nan)
+    ok = np.isfinite(p)
+    if ok.any(): out[ok] = multipletests(p[ok], method="holm")[1]
+    return out
 
 # %% ../nbs/07b_stats.ipynb #82561eac
 ALTERNATIVES = ("two-sided", "greater", "less")
@@ -66,10 +114,11 @@ def bootstrap_ci(y,                # canonical labels (N,)
                  n_classes:int,    # 3 (macro averages, per-class F1) or 2 (bad = positive)
                  B:int=1000,       # number of resamples (`Config.bootstrap`)
                  seed:int=0,       # seed of the resamples (`Config.seed`)
-                 alpha:float=0.05  # the CI covers 1 − alpha
+                 alpha:float=0.05, # the CI covers 1 − alpha
+                 groups=None       # (N,) cluster of each image (photograph, patient): resample clusters (None: single images)
                 ) -> pd.DataFrame:
     "Each metric of one model with its (1 − alpha) percentile bootstrap CI."
-    point, reps = bootstrap_scores(y, pred, n_classes, bootstrap_indices(len(y), B, seed))
+    point, reps = bootstrap_scores(y, pred, n_classes, bootstrap_weights(len(y), B, seed, groups))
     return pd.DataFrame([dict(metric=m, value=v, lo=_ci(reps[m], alpha)[0], hi=_ci(reps[m], alpha)[1]) for m, v in point.items()]).set_index("metric")
 
 def compare(y,                 # canonical labels (N,)
@@ -79,19 +128,24 @@ def compare(y,                 # canonical labels (N,)
             B:int=1000,        # number of resamples, the same for both models (`Config.bootstrap`)
             seed:int=0,        # seed of the resamples (`Config.seed`)
             alpha:float=0.05,  # the CIs cover 1 − alpha
-            alternative:str="two-sided"  # of the p-values: two-sided, greater (A > B) or less (A < B)
+            alternative:str="two-sided", # of the p-values: two-sided, greater (A > B) or less (A < B)
+            groups=None,       # (N,) cluster of each image (photograph, patient): resample clusters (None: single images)
+            margin:float=TOST_MARGIN  # equivalence margin of `p_tost`
            ) -> pd.DataFrame:
-    "Paired bootstrap comparison of A and B: per metric, A and B with CIs, A − B with CI, Wilcoxon and bootstrap p."
+    "Paired bootstrap comparison of A and B: per metric, A and B with CIs, A − B with CI, Wilcoxon, bootstrap and equivalence (TOST) p."
     y, pred_a, pred_b = (np.asarray(v).astype(int) for v in (y, pred_a, pred_b))
     if not len(y) == len(pred_a) == len(pred_b): raise ValueError(f"lengths differ: {len(y)} labels, {len(pred_a)} and {len(pred_b)} predictions")
-    idx = bootstrap_indices(len(y), B, seed)
-    pa, ra = bootstrap_scores(y, pred_a, n_classes, idx)
-    pb, rb = bootstrap_scores(y, pred_b, n_classes, idx)
+    if margin <= 0: raise ValueError(f"margin must be positive, got {margin}")
+    w = bootstrap_weights(len(y), B, seed, groups)
+    pa, ra = bootstrap_scores(y, pred_a, n_classes, w)
+    pb, rb = bootstrap_scores(y, pred_b, n_classes, w)
     rows = []
     for m in pa:
-        (alo, ahi), (blo, bhi), (dlo, dhi) = _ci(ra[m], alpha), _ci(rb[m], alpha), _ci(ra[m] - rb[m], alpha)
+        d = ra[m] - rb[m]
+        (alo, ahi), (blo, bhi), (dlo, dhi) = _ci(ra[m], alpha), _ci(rb[m], alpha), _ci(d, alpha)
         rows.append(dict(metric=m, a=pa[m], a_lo=alo, a_hi=ahi, b=pb[m], b_lo=blo, b_hi=bhi,
-                         diff=pa[m] - pb[m], diff_lo=dlo, diff_hi=dhi, **paired_p(ra[m], rb[m], alternative)))
+                         diff=pa[m] - pb[m], diff_lo=dlo, diff_hi=dhi, **paired_p(ra[m], rb[m], alternative),
+                         p_tost=float(max(np.mean(d <= -margin), np.mean(d >= margin)))))
     return pd.DataFrame(rows).set_index("metric")
 
 # %% ../nbs/07b_stats.ipynb #8be481fe
@@ -109,39 +163,3 @@ def mark(value:float,          # the score to print
         ) -> str:
     "`value` rounded, with '*' when p < alpha."
     return f"{value:.{digits}f}" + ("*" if p is not None and p < alpha else "")
-
-# %% ../nbs/07b_stats.ipynb #caad0d09
-def cluster_bootstrap_weights(groups,   # (N,) cluster of each test image (photograph, patient)
-                              B:int,    # number of resamples
-                              seed:int  # fixed seed: the same resamples for every model compared
-                             ) -> np.ndarray:
-    "(B, N) how often each image is drawn when whole clusters are resampled with replacement."
-    codes, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    G = len(codes)
-    if G < 2 or B < 1: raise ValueError(f"need at least two clusters and one resample (clusters={G}, B={B})")
-    draws = np.random.default_rng(seed).integers(0, G, (B, G))
-    counts = np.stack([np.bincount(d, minlength=G) for d in draws])     # (B, G): times each cluster is drawn
-    return counts[:, inverse]
-
-# %% ../nbs/07b_stats.ipynb #dba2af55
-TOST_MARGIN = 0.03   # smallest F1 difference of interest, fixed before any data: the default margin of every TOST (here and `replicate_stats.paired_summary`)
-
-def tost_paired(a,                       # (n,) values of model A per unit (replicate, patient)
-                b,                       # (n,) values of model B on the same units
-                margin:float=TOST_MARGIN # smallest difference of interest: equivalence means |A − B| < margin
-               ) -> float:
-    "TOST p-value of equivalence of A and B within ±margin on paired values (statsmodels `ttost_paired`)."
-    from statsmodels.stats.weightstats import ttost_paired
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) != len(b) or len(a) < 2: raise ValueError(f"need two paired arrays of the same length >= 2 (got {len(a)}, {len(b)})")
-    if margin <= 0: raise ValueError(f"margin must be positive, got {margin}")
-    return float(ttost_paired(a, b, -margin, margin)[0])
-
-def holm(p # p-values of one family of comparisons (NaN is kept as NaN)
-        ) -> np.ndarray:
-    "Holm-adjusted p-values (statsmodels `multipletests(method='holm')`)."
-    from statsmodels.stats.multitest import multipletests
-    p = np.asarray(p, float); out = np.full(p.shape, np.nan)
-    ok = np.isfinite(p)
-    if ok.any(): out[ok] = multipletests(p[ok], method="holm")[1]
-    return out
