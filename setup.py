@@ -31,9 +31,11 @@ setuptools.setup(
     ],
     packages=setuptools.find_packages(include=["fundus_mtl", "fundus_mtl.*"]),
     include_package_data=True,
+    package_data={"fundus_mtl": ["weights/*.onnx", "weights/*.md"]},   # the shipped camera model and its card
     python_requires=">=" + s["min_python"],
     install_requires=s["requirements"].split(),
-    extras_require={"dev": s["dev_requirements"].split()},
+    extras_require={"camera": s.get("camera_requirements", "").split(), "train": s["train_requirements"].split(),
+                    "dev": s["train_requirements"].split() + s["dev_requirements"].split()},
     entry_points={
         "console_scripts": s["console_scripts"].split(),
         "nbdev": [f'{s["lib_path"]}={s["lib_path"]}._modidx:d'],

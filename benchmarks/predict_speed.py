@@ -20,7 +20,8 @@ import numpy as np, pandas as pd, torch, cv2
 from PIL import Image
 from fundus_mtl.models import QualityNet
 from fundus_mtl.model_file import export_model
-from fundus_mtl.predict import Predictor, _load
+from fundus_mtl.predict import Predictor
+from fundus_mtl.scoring import read_for_model
 from fundus_mtl.images import read_image, fov_crop, resize_square, preprocess
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "drimdb"
@@ -59,7 +60,7 @@ def predictor_table(files, sizes, repeats, tmp):
 class _Files(torch.utils.data.Dataset):
     def __init__(self, files, size): self.files, self.size = files, size
     def __len__(self): return len(self.files)
-    def __getitem__(self, i): return _load(self.files[i], self.size)
+    def __getitem__(self, i): return read_for_model(self.files[i], self.size)
 
 
 def pipeline_table(files, repeats, tmp, size=224):

@@ -16,7 +16,7 @@ from .stages import PeakMemory   # not used here: tests/test_resume_reproduce.py
 
 # %% auto #0
 __all__ = ['NOT_OPTIONS', 'ALIASES', 'COMMANDS', 'options_from', 'command_parser', 'reproduce', 'synth', 'synth_table',
-           'evaluate', 'predict', 'report', 'replicates', 'main']
+           'evaluate', 'predict', 'report', 'replicates', 'export', 'main']
 
 # %% ../nbs/12_cli.ipynb #7cfc5189
 NOT_OPTIONS = ("log", "progress")   # how a call reports, not what it does: never options
@@ -191,14 +191,14 @@ def evaluate(*,
     return r
 
 # %% ../nbs/12_cli.ipynb #80fc71b3
-@options_from("fundus_mtl.predict:run_predict")
+@options_from("fundus_mtl.camera:run_predict")
 def predict(inputs:list,   # image files, folders (searched recursively) or CSV files with a `path` column
             *,
-            model:str,     # a model file (predict.export_model), or a model.pt / folder written by training
+            model:str|None=None, # a camera .onnx file (fundus-mtl export), a model file (export_model), or a model.pt / folder written by training (default: the shipped model, fundus_mtl/weights/MODEL_CARD.md)
             **kwargs       # passed on to run_predict: its parameters with a default
            ) -> pd.DataFrame:
     "Score fundus photographs with a trained model: quality, details and recapture advice."
-    from fundus_mtl.predict import run_predict
+    from fundus_mtl.camera import run_predict
     df = run_predict(inputs, model, **kwargs)
     out = kwargs.get("out")
     if not out: print(df.drop(columns=[c for c in ("path",) if c in df]).to_string(index=False))
@@ -234,8 +234,20 @@ def replicates(run:str,   # the study's folder (created on first use)
         for v in out["summary"]["verdict"]: print(f"  {v}")
     return out
 
+@options_from("fundus_mtl.onnx_export:export_onnx")
+def export(model:str,   # a model file (export_model, fit's model.pt) or the folder holding it
+           *,
+           onnx:str,    # the camera .onnx file to write
+           **kwargs     # passed on to onnx_export.export_onnx: its parameters with a default
+          ) -> Path:
+    "Write the camera's ONNX file of a trained model: photographs in, probabilities and heatmap maps out, what the runtime needs in its metadata."
+    from fundus_mtl.onnx_export import export_onnx
+    f = export_onnx(model, onnx, **kwargs)
+    print(f"{f}: {f.stat().st_size / 1e6:.1f} MB")
+    return f
+
 # %% ../nbs/12_cli.ipynb #929a1697
-COMMANDS = dict(reproduce=reproduce, synth=synth, predict=predict, report=report, evaluate=evaluate, replicates=replicates)   # subcommand -> function
+COMMANDS = dict(reproduce=reproduce, synth=synth, predict=predict, report=report, evaluate=evaluate, replicates=replicates, export=export)   # subcommand -> function
 
 def main(argv:list|None=None  # the command-line arguments (default: sys.argv[1:])
         ) -> int:

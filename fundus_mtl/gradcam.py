@@ -14,7 +14,8 @@ from .prepare import load_prepared
 from .inference import predict
 from .student import load_student
 from .images import preprocess
-from .cam import gradcam, overlay, cam_mass_inside, synthetic_truth, synthetic_pair, LOCAL_ILLUMINATION_OPS
+from .scoring import overlay
+from .cam import gradcam, cam_mass_inside, synthetic_truth, synthetic_pair, LOCAL_ILLUMINATION_OPS
 
 # %% auto #0
 __all__ = ['RULES', 'pick_examples', 'example_maps', 'figure4', 'pick_recaptures', 'source_photo', 'recapture_images',

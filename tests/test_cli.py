@@ -10,7 +10,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from fundus_mtl.cli import COMMANDS, command_parser, evaluate, main, predict, report, reproduce, synth
+from fundus_mtl.cli import COMMANDS, command_parser, evaluate, export, main, predict, report, reproduce, synth
 from fundus_mtl.config import CLASS_NAMES, DETAILS, get_config, load_config
 from fundus_mtl.datasets import read_deepdrid, read_details, read_eyeq, read_eyeq_d
 from fundus_mtl.images import fov_crop, read_image
@@ -35,6 +35,8 @@ COMMAND_LINES = [
     ("report runs/demo --screenshot shot.png --height 1200", report, dict(run_dir="runs/demo", screenshot="shot.png", height=1200)),
     ("evaluate --labels l.csv --predictions p.csv --bootstrap 1000 --seed 3 --out DIR",
      evaluate, dict(labels="l.csv", predictions="p.csv", bootstrap=1000, seed=3, out="DIR")),
+    ("export runs/real/eyeq/mt --onnx m.onnx --int8 --calibration a/ b.csv --n-calibration 64",
+     export, dict(model="runs/real/eyeq/mt", onnx="m.onnx", int8=True, calibration=["a/", "b.csv"], n_calibration=64)),
 ]
 
 
@@ -50,7 +52,7 @@ def test_parser_gives_each_function_its_arguments(line, func, given):
 
 
 @pytest.mark.parametrize("cmd,docment", [("reproduce", "run only these stages"), ("synth", "output folder (default data/synth/<preset>)"),
-                                         ("predict", "GradCAM overlays (needs out)"), ("report", "screenshot height in px"),
+                                         ("predict", "heatmap overlays (needs out)"), ("report", "screenshot height in px"),
                                          ("evaluate", "resamples for 95% CIs (0: none)")])
 def test_help_is_the_docments(cmd, docment, capsys):
     assert main([cmd, "--help"]) == 0
@@ -63,9 +65,10 @@ def test_top_level_help_lists_the_commands():
     assert r.returncode == 0 and all(c in r.stdout for c in COMMANDS)
 
 
-def test_a_command_builds_only_its_own_options():
-    "`fundus-mtl evaluate` does not import torch for the options `predict` forwards to run_predict."
-    code = "import sys; from fundus_mtl.cli import main; rc = main(['evaluate', '--help']); print(rc, 'torch' in sys.modules)"
+@pytest.mark.parametrize("cmd", ["evaluate", "predict"])
+def test_a_command_builds_only_its_own_options(cmd):
+    "`fundus-mtl evaluate` does not import torch for the options `export` forwards to export_onnx, nor `predict` (an .onnx model runs without torch)."
+    code = f"import sys; from fundus_mtl.cli import main; rc = main(['{cmd}', '--help']); print(rc, 'torch' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.stdout.split()[-2:] == ["0", "False"], r.stderr
 
@@ -75,7 +78,7 @@ def test_a_command_builds_only_its_own_options():
     (["reproduce", "--preset", "tiny", "--device", "gpu"], "fundus-mtl reproduce: error: unknown device 'gpu'"),
     (["synth", "--set", "image_size"], "fundus-mtl synth: error: argument --set: override 'image_size' is not of the form key=value"),
     (["evaluate", "--labels", "l.csv"], "fundus-mtl evaluate: error: the following arguments are required: --predictions"),
-    (["predict", "a.jpg"], "fundus-mtl predict: error: the following arguments are required: --model"),
+    (["predict", "a.jpg"], "fundus-mtl predict: error: input not found: a.jpg"),              # --model is optional: the shipped model
     (["report", "--height", "900"], "fundus-mtl report: error: the following arguments are required: run_dir"),
     (["predict", "a.jpg", "--model", "m.pt", "--json"], "fundus-mtl predict: error: --json writes files: give an output folder"),
 ])

@@ -12,12 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-from fundus_mtl.cam import gradcam, overlay
+from fundus_mtl.cam import gradcam
 from fundus_mtl.images import preprocess
 from fundus_mtl.model_file import ModelFileError, export_model, load_model_file
 from fundus_mtl.models import QualityNet
 from fundus_mtl.fixtures import make_hostile_folder
-from fundus_mtl.predict import NOT_FUNDUS, NOT_READ, Predictor, expand_inputs, run_predict, write_predictions
+from fundus_mtl.predict import Predictor
+from fundus_mtl.camera import run_predict
+from fundus_mtl.scoring import NOT_FUNDUS, NOT_READ, expand_inputs, overlay, read_for_model, write_predictions
 from fundus_mtl.train import fit_meta
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,13 +43,15 @@ def hostile(tmp_path_factory):
     return d, make_hostile_folder(d, huge=False)   # the 8000-px JPEG: test_huge_image_memory here, and 11b's hostile-folder cell
 
 
-def test_camera_module_does_not_load_the_generator_or_the_fixtures():
-    "The person at the camera installs the predictor: importing it loads neither the synthetic-data generator nor the test fixtures."
-    code = ("import sys, fundus_mtl.predict; "
-            "print(' '.join(sorted(m for m in sys.modules if m in ('fundus_mtl.synth', 'fundus_mtl.fundus', 'fundus_mtl.fixtures'))))")
+@pytest.mark.parametrize("module, unwanted", [("fundus_mtl.predict", ("fundus_mtl.synth", "fundus_mtl.fundus", "fundus_mtl.fixtures")),
+                                               ("fundus_mtl.scoring", ("torch", "torchvision", "fundus_mtl.synth", "fundus_mtl.fundus", "fundus_mtl.fixtures"))])
+def test_camera_modules_do_not_load_the_generator_the_fixtures_or_torch(module, unwanted):
+    "The person at the camera installs the predictor: importing it loads neither the synthetic-data generator nor the test fixtures, and the shared scoring half not even torch."
+    code = (f"import sys, {module}; "
+            f"print(' '.join(sorted(m for m in sys.modules if m in {unwanted!r})))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == "", f"importing fundus_mtl.predict loads {r.stdout.strip()}"
+    assert r.stdout.strip() == "", f"importing {module} loads {r.stdout.strip()}"
 
 
 def test_hostile_folder_gives_one_row_each(hostile, model_pt):
@@ -232,7 +236,6 @@ def test_bf16_and_fp32_decisions_agree_on_real_photographs(shared, tmp_path):
     from fundus_mtl.losses import st_loss
     from fundus_mtl.metrics import overall_metric
     from fundus_mtl.models import build_model
-    from fundus_mtl.predict import _load
     from fundus_mtl.train import fit
     t = read_class_folders(shared / "drimdb").reset_index(drop=True)
     cfg = get_config("tiny", device="cpu", precision="fp32", batch_size=16)
@@ -243,7 +246,7 @@ def test_bf16_and_fp32_decisions_agree_on_real_photographs(shared, tmp_path):
     r = fit(build_model(cfg, 2, 3), CachedDataset(cache, train, targets), CachedDataset(cache, held, targets), st_loss(), overall_metric,
             tmp_path / "st", 2, cfg, progress=False)
     m, meta = load_model_file(export_model(tmp_path / "st", tmp_path / "mt.pt"))
-    xs = np.stack([x for x, _ in (_load(f, meta["image_size"]) for f in t["path"].to_numpy()[held]) if x is not None])
+    xs = np.stack([x for x, _ in (read_for_model(f, meta["image_size"]) for f in t["path"].to_numpy()[held]) if x is not None])
     p = {k: Predictor(m, meta, device="cpu", precision=k).probabilities(xs) for k in ("fp32", "bf16")}
     assert (p["fp32"]["overall"].argmax(1) == p["bf16"]["overall"].argmax(1)).mean() >= 0.95
     assert ((p["fp32"]["details"] < 0.5) == (p["bf16"]["details"] < 0.5)).mean(0).min() >= 0.95

@@ -1,0 +1,97 @@
+"""The camera install: scoring with an ONNX model needs no torch. A child process that cannot import torch or any other
+training-only package (an import hook refuses them, as on a PC with only the camera's requirements) scores real-looking photographs through the library
+and through the `fundus-mtl predict` command, with heatmaps, and gives the rows the torch runtime gives."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fundus_mtl.fixtures import write_fundus
+from fundus_mtl.model_file import export_model
+from fundus_mtl.models import QualityNet
+from fundus_mtl.onnx_export import export_onnx
+from fundus_mtl.predict import Predictor
+
+EXE = Path(sys.executable).parent / "fundus-mtl"
+# what only training needs (settings.ini's train_requirements, by import name): none of it is installed at the camera
+TRAIN_ONLY = ("torch", "torchvision", "sklearn", "scipy", "statsmodels", "seaborn", "tabulate", "papermill", "ipykernel",
+              "pytorch_grad_cam", "openTSNE", "onnx", "onnxscript")
+NO_TORCH = f"""
+import sys, importlib.abc
+class _Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {TRAIN_ONLY!r}: raise ImportError(f"{{name}} is not installed at the camera")
+sys.meta_path.insert(0, _Refuse())
+"""
+
+
+@pytest.fixture(scope="module")
+def camera(tmp_path_factory):
+    d = tmp_path_factory.mktemp("camera")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        net = QualityNet("resnet18", 3, 3).eval()
+    pt = export_model(net, d / "model.pt", image_size=64, preset="test", model="random")
+    for s in range(3): write_fundus(d / f"photo_{s}.jpg", s)
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff truncated")
+    return d, pt, export_onnx(pt, d / "model.onnx")
+
+
+def _child(code, d):
+    return subprocess.run([sys.executable, "-c", NO_TORCH + code], capture_output=True, text=True, timeout=300, cwd=d)
+
+
+def test_the_hook_really_refuses_torch(tmp_path):
+    r = _child("import torch", tmp_path)
+    assert r.returncode != 0 and "not installed at the camera" in r.stderr
+
+
+def test_predict_with_an_onnx_model_runs_without_torch(camera):
+    d, pt, onnx = camera
+    code = f"""
+from fundus_mtl.camera import run_predict
+df = run_predict([{str(d)!r}], {str(onnx)!r}, out={str(d / 'out')!r}, cam=True, progress=False)
+print("torch" in sys.modules, len(df))
+"""
+    r = _child(code, d)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-2:] == ["False", "4"]
+    got = pd.read_csv(d / "out" / "predictions.csv", keep_default_na=False).set_index("image")
+    ref = Predictor.from_file(pt, device="cpu", precision="fp32").predict(sorted(str(p) for p in d.glob("*.jpg"))).set_index("image")
+    assert sorted(got.index) == sorted(ref.index)
+    assert got.loc["broken.jpg", "error"] != "" and got.loc["broken.jpg", "overall"] == ""   # its own error row
+    ok = [i for i in ref.index if not ref.loc[i, "error"]]
+    assert (got.loc[ok, "overall"] == ref.loc[ok, "overall"]).all()
+    p = [c for c in ref.columns if c.startswith("p_")]
+    assert np.abs(got.loc[ok, p].to_numpy(float) - ref.loc[ok, p].to_numpy(float)).max() <= 1e-4
+    assert all((d / "out" / "cams" / f"{Path(i).stem}_overall.png").exists() for i in ok)   # heatmaps without torch
+
+
+def test_the_command_runs_without_torch(camera):
+    d, _, onnx = camera
+    code = f"""
+from fundus_mtl.cli import main
+rc = main(["predict", {str(d / 'photo_0.jpg')!r}, "--model", {str(onnx)!r}, "--out", {str(d / 'cli')!r}, "--json"])
+print("torch" in sys.modules, rc)
+"""
+    r = _child(code, d)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-2:] == ["False", "0"]
+    recs = json.loads((d / "cli" / "predictions.json").read_text())
+    assert len(recs) == 1 and recs[0]["overall"] in ("reject", "usable", "good") and recs[0]["error"] == ""
+
+
+def test_export_command_writes_a_file_the_runtime_reads(camera, tmp_path):
+    d, pt, _ = camera
+    r = subprocess.run([str(EXE), "export", str(pt), "--onnx", str(tmp_path / "m.onnx")], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    from fundus_mtl.camera import OnnxPredictor
+    po = OnnxPredictor(tmp_path / "m.onnx")
+    assert po.meta["provenance"]["model"] == "random" and po.meta["onnx"]["precision"] == "fp32"
+    r = subprocess.run([str(EXE), "export", str(pt), "--onnx", str(tmp_path / "m.onnx"), "--int8"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "calibrated on training photographs" in r.stderr
