@@ -17,3 +17,16 @@ mkdir -p "$OUT"
 cp "$RUN/data/summary.csv" "$OUT/data/summary.csv"
 if [ -d "$OUT/notebooks" ]; then nbdev_clean --fname "$OUT/notebooks" >/dev/null; fi
 du -sh "$OUT" | sed 's/^/published: /'
+# the README's generated block of tables (<!-- tables:start --> ... <!-- tables:end -->), when it has one
+if grep -q '<!-- tables:start -->' "$OUT/README.md" 2>/dev/null; then
+  python - "$OUT" <<'PY'
+import sys
+from pathlib import Path
+from fundus_mtl.replicate_tables import update_block
+out = Path(sys.argv[1])
+order = ["table2_overall", "table3_per_class", "table4_details", "table4_details_bad", "table5_interobserver", "table5_agreement", "table5_kappa", "pseudo_labels"]
+mds = [out/"tables"/f"{s}.md" for s in order if (out/"tables"/f"{s}.md").exists()]
+update_block(out/"README.md", "tables", "\n\n".join(f"#### `tables/{m.name}`\n\n{m.read_text().strip()}" for m in mds))
+print(f"README tables block: {len(mds)} tables")
+PY
+fi
