@@ -83,7 +83,8 @@ def main():
             agree.append(dict(runtime=name, images=int(ok.sum()), max_abs_dp=float(np.abs(t[p_cols].to_numpy(float) - ref[p_cols].to_numpy(float)).max()),
                               same_class=float((t["overall"] == ref["overall"]).mean()), **{f"same_flag_{x}": v for x, v in flags.items()},
                               same_flags_min=min(flags.values())))
-        sc = pd.DataFrame([r for name, t in tabs.items() for r in scores(name, t, y, groups)])
+        m = ok.to_numpy()
+        sc = pd.DataFrame([r for name, t in tabs.items() for r in scores(name, t[m], y[m], groups[m])])
         f1 = sc[sc["metric"] == "F1"].set_index("runtime")["value"]
         ag = pd.DataFrame(agree).set_index("runtime")
         ag.loc["ONNX int8", "f1_diff"] = float(f1["ONNX int8"] - f1["torch fp32"]); ag.loc["ONNX fp32", "f1_diff"] = float(f1["ONNX fp32"] - f1["torch fp32"])
