@@ -131,14 +131,19 @@ def _kept_score(folder:Path) -> float:
     import torch
     return float(torch.load(folder/MODEL_FILE, map_location="cpu", weights_only=True, mmap=True)["meta"]["score"])
 
+def _selects_on_validation(run:RunDir) -> bool:
+    "Whether the run keeps best-epoch weights (`Config.checkpoint = 'best'`, the default; a run without config.json counts as one)."
+    return not run.config.exists() or json.loads(run.config.read_text()).get("checkpoint", "best") == "best"
+
 def _model_dir(self:RunDir, setting:str|None, # a task-B setting (None for the Teacher)
                name:str                       # teacher | st | mt | st_ext
               ) -> Path:
-    "The folder whose model.pt is model `name` of `setting`: the chosen λ for MT; for ST-extended its own unless its kept weights do not beat ST's on validation, then ST's."
+    "The folder whose model.pt is model `name` of `setting`: the chosen λ for MT; for ST-extended its own, or ST's when the run selects on validation and the extension's kept weights do not beat ST's."
     if name == "teacher": return self.teacher
     if name == "mt": return self.mt_candidate(setting, *self.chosen_lambdas(setting))
     if name == "st_ext":
         st, ext = self.student_dir(setting, "st"), self.student_dir(setting, "st_ext")
+        if not _selects_on_validation(self): return ext               # checkpoint = last: nothing is picked on validation, for ST-extended as for MT
         return ext if _kept_score(ext) > _kept_score(st) else st     # the one place this is decided (`06_student.train_students` asks here)
     return self.student_dir(setting, name)
 
