@@ -4,7 +4,7 @@
 
 # %% ../nbs/11f_onnx_export.ipynb #d75af6b9
 from __future__ import annotations
-import json, os, tempfile
+import json, tempfile
 from pathlib import Path
 import numpy as np
 import torch
@@ -111,6 +111,11 @@ def calibration_batches(paths:list,      # image files
     if not xs: raise ValueError(f"none of the {len(pick)} calibration image(s) could be read")
     return [np.stack(xs[i:i + batch]) for i in range(0, len(xs), batch)]
 
+def _sources(calibration) -> list:
+    "What the calibration was given, short enough for the metadata: the inputs, or their count and the first ones."
+    given = [str(c) for c in ([calibration] if isinstance(calibration, (str, Path)) else calibration)]
+    return given if len(given) <= 3 else [f"{len(given)} inputs, first {given[0]}"]
+
 QUANTIZED_OPS = ["Conv", "Add", "Gemm", "MatMul"]   # where the time goes; softmax, sigmoid and the input's normalisation stay fp32
 
 def quantize_int8(fp32:bytes,           # a camera ONNX file's bytes (`export_onnx`)
@@ -135,7 +140,7 @@ def quantize_int8(fp32:bytes,           # a camera ONNX file's bytes (`export_on
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=QUANTIZED_OPS)   # the outputs stay float: a probability keeps its resolution
         how = dict(precision="int8", quantization=f"ONNX Runtime static, QDQ, per-channel int8 weights, uint8 activations, min-max calibration; ops {', '.join(QUANTIZED_OPS)}",
-                   calibration=dict(images=int(sum(len(b) for b in batches)), listed=len(paths), source=[str(c) for c in ([calibration] if isinstance(calibration, (str, Path)) else calibration)]))
+                   calibration=dict(images=int(sum(len(b) for b in batches)), listed=len(paths), source=_sources(calibration)))
         meta["onnx"] = meta["onnx"] | how
         data = _with_meta(q.read_bytes(), meta)
     return atomic_write(out, lambda t: t.write_bytes(data))

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01e_scoring.ipynb #d9dfc66d
 from __future__ import annotations
-import json, os, time
+import json, time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext

@@ -2,15 +2,14 @@
 real EyeQ test photographs how far each runtime's answers move from torch's, and write the packaged model and its
 card. Not a test: it needs a trained `real` run (hours of CPU) and writes tracked files.
 
-usage: python scripts/ship_model.py RUN [--out fundus_mtl/weights] [--results results/camera]
-   e.g. python scripts/ship_model.py runs/real
+usage: python scripts/ship_model.py RUN [--trained-at COMMIT] [--out fundus_mtl/weights] [--results results/camera]
+   e.g. python scripts/ship_model.py runs/real --trained-at e402899
 
 Writes OUT/eyeq-mt.onnx (the int8 file when it meets the agreement bounds below, else fp32), OUT/MODEL_CARD.md and
 RESULTS/agreement.csv, RESULTS/scores.csv. Bounds (issue "At the camera"): fp32 ONNX vs torch max |dp| <= 1e-4; int8
 vs torch: the same overall class on >= 98 % of images, the same detail flags on >= 97 %, macro F1 within 0.01.
 """
 import argparse
-import json
 import platform
 import subprocess
 import sys
@@ -57,10 +56,11 @@ def main():
     ap.add_argument("run", help="a finished real run (runs/real)")
     ap.add_argument("--out", default=str(ROOT / "fundus_mtl" / "weights"))
     ap.add_argument("--results", default=str(ROOT / "results" / "camera"))
+    ap.add_argument("--trained-at", default=None, help="the library commit the run was trained with (default: HEAD); results/<run>/README.md names it")
     a = ap.parse_args()
     run, out, res = Path(a.run), Path(a.out), Path(a.results)
     cfg = load_config(run / "config.json")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    commit = a.trained_at or subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
     df, _ = load_prepared(cfg, "eyeq")
     train = df[df["split"] == "train"]; test = df[df["split"] == "test"].reset_index(drop=True)
     y, groups = test["overall"].to_numpy(int), test["group"].astype(str).to_numpy()
@@ -99,12 +99,11 @@ def main():
     gradable = tabs[f"ONNX {kind}"].loc[ok, "gradable"].astype(bool)
     meta = OnnxPredictor(out / "eyeq-mt.onnx").meta
     row = lambda name: sc[(sc["runtime"] == name)].set_index("metric")
-    shipped = row(f"ONNX {kind}")
     card = f"""# Model card: `fundus_mtl/weights/eyeq-mt.onnx`
 
 The default model of `fundus-mtl predict` (no `--model`): overall quality of a colour fundus photograph
 (reject / usable / good), the probability that its illumination, clarity and contrast are good, and the
-heatmaps of where a defect is. It runs on ONNX Runtime without PyTorch (`pip install fundus_mtl`).
+heatmaps of where a defect is. It runs on ONNX Runtime without PyTorch (`pip install .` from a clone, or the wheel: the camera's requirements only).
 
 | | |
 |---|---|
