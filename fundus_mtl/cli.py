@@ -192,7 +192,7 @@ def evaluate(*,
 
 # %% ../nbs/12_cli.ipynb #80fc71b3
 @options_from("fundus_mtl.camera:run_predict")
-def predict(inputs:list,   # image files, folders (searched recursively) or CSV files with a `path` column
+def predict(inputs:list,   # image or DICOM files, folders (every file under them, recognised by content) or CSV files with a `path` column
             *,
             model:str|None=None, # a camera .onnx file (fundus-mtl export), a model file (export_model), or a model.pt / folder written by training (default: the shipped model, fundus_mtl/weights/MODEL_CARD.md)
             **kwargs       # passed on to run_predict: its parameters with a default

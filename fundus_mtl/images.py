@@ -6,21 +6,23 @@
 from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
-import warnings
+import io, warnings
 import numpy as np
 import cv2
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['PREPROCESSINGS', 'ImageReadError', 'read_image', 'FovCrop', 'fov_crop', 'fov_mask', 'resize_square', 'equalize_fov',
+__all__ = ['DICOM_MAGIC', 'PHOTOGRAPH_SOP_CLASSES', 'DICOM_PHOTOMETRIC', 'MAX_PIXELS', 'PREPROCESSINGS', 'ImageReadError',
+           'read_dicom', 'load_image', 'read_image', 'FovCrop', 'fov_crop', 'fov_mask', 'resize_square', 'equalize_fov',
            'preprocessing_name', 'preprocess']
 
 # %% ../nbs/01a_images.ipynb #511a8271
 class ImageReadError(ValueError):
     "An image file that cannot be decoded, with the path and a specific reason."
-    def __init__(self, path,  # the file that could not be read
-                 reason):     # what is wrong with it, e.g. "empty file (0 bytes)"
-        self.path, self.reason = str(path), reason
+    def __init__(self, path,               # the file that could not be read
+                 reason,                   # what is wrong with it, e.g. "empty file (0 bytes)"
+                 sop_instance_uid:str=""): # a DICOM file's SOP Instance UID, when it was read that far
+        self.path, self.reason, self.sop_instance_uid = str(path), reason, sop_instance_uid
         super().__init__(f"{path}: {reason}")
 
 # %% ../nbs/01a_images.ipynb #86c38293
@@ -48,18 +50,17 @@ def _to_rgb(a:np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[..., :3])
 
 # %% ../nbs/01a_images.ipynb #d4138a14
-def _read_cv2(p:Path) -> np.ndarray|None:
-    "Decode with OpenCV at full depth, as RGB(A); None when OpenCV cannot."
-    buf = np.fromfile(p, dtype=np.uint8)
+def _read_cv2(buf:np.ndarray) -> np.ndarray|None:
+    "Decode an encoded file's bytes (uint8 array) with OpenCV at full depth, as RGB(A); None when OpenCV cannot."
     a = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
     if a is None: return None
     if a.ndim == 3 and a.shape[2] == 3: a = a[..., ::-1]
     elif a.ndim == 3 and a.shape[2] == 4: a = a[..., [2, 1, 0, 3]]
     return a
 
-def _read_pil(p:Path) -> np.ndarray:
-    "Decode with PIL (EXIF orientation applied) into a numpy array of the file's depth."
-    with Image.open(p) as im:
+def _read_pil(f) -> np.ndarray:
+    "Decode a file (path or binary file object) with PIL (EXIF orientation applied) into a numpy array of the file's depth."
+    with Image.open(f) as im:
         im.load()
         im = ImageOps.exif_transpose(im)
         if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "1"):
@@ -68,30 +69,94 @@ def _read_pil(p:Path) -> np.ndarray:
             return np.asarray(im, dtype=np.uint16)
         return np.asarray(im)
 
-# %% ../nbs/01a_images.ipynb #5015108e
-def read_image(path:str|Path  # an image file (JPEG, PNG, TIFF, BMP, ...)
-              ) -> np.ndarray:
-    "The image at `path` as an RGB uint8 array, or a specific `ImageReadError`."
-    p = Path(path)
-    if not p.exists(): raise ImageReadError(p, "file not found")
-    if p.is_dir(): raise ImageReadError(p, "is a directory, not an image file")
-    if p.stat().st_size == 0: raise ImageReadError(p, "empty file (0 bytes)")
+# %% ../nbs/01a_images.ipynb #b10103c4
+DICOM_MAGIC = b"DICM"   # bytes 128-131 of a DICOM file (after the preamble): how a file without an extension is recognised
+PHOTOGRAPH_SOP_CLASSES = {  # what a fundus camera writes, and what we score
+    "1.2.840.10008.5.1.4.1.1.77.1.5.1": "Ophthalmic Photography 8 Bit", "1.2.840.10008.5.1.4.1.1.77.1.5.2": "Ophthalmic Photography 16 Bit",
+    "1.2.840.10008.5.1.4.1.1.77.1.4": "VL Photographic", "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture",
+    "1.2.840.10008.5.1.4.1.1.7.4": "Multi-frame True Color Secondary Capture (one frame)"}
+DICOM_PHOTOMETRIC = ("RGB", "YBR_FULL", "YBR_FULL_422", "MONOCHROME2", "MONOCHROME1", "PALETTE COLOR")
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS   # PIL's decompression-bomb bound (about 179 Mpx), applied to DICOM before decoding
+
+def read_dicom(f,                   # a DICOM file: a path or a binary file object
+               label="<bytes>"      # what errors call it
+              ) -> tuple[np.ndarray, str]:
+    "(uint8 pixels, gray or RGB; the SOP Instance UID) of a DICOM photograph, or a specific `ImageReadError` carrying the UID."
+    import pydicom
+    from pydicom.uid import UID
     try:
-        a = _read_pil(p)
-        if a.dtype == np.int32 or (a.ndim == 3 and a.dtype != np.uint8): a = _read_cv2(p) if _read_cv2(p) is not None else a
+        with warnings.catch_warnings():   # pydicom warns (and goes on) about damaged files: the reasons below say it once
+            warnings.simplefilter("ignore"); ds = pydicom.dcmread(f)
+    except Exception as e: raise ImageReadError(label, f"a DICOM file that cannot be parsed ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    uid = str(ds.get("SOPInstanceUID", "") or "")
+    def fail(reason): raise ImageReadError(label, reason, uid)
+    sop = ds.get("SOPClassUID") or ds.file_meta.get("MediaStorageSOPClassUID")
+    if sop and str(sop) not in PHOTOGRAPH_SOP_CLASSES:
+        fail(f"a DICOM {UID(str(sop)).name} object, not a photograph (scored: {', '.join(PHOTOGRAPH_SOP_CLASSES.values())})")
+    if "PixelData" not in ds: fail("a DICOM file without pixel data: nothing to score" if sop else
+                                   "a DICOM file whose header is damaged or cut short (no SOP class, no pixel data)")
+    missing = [k for k in ("Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsStored") if k not in ds]
+    if missing: fail(f"a DICOM image without {', '.join(missing)}: its pixels cannot be laid out")
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames != 1: fail(f"a DICOM file with {frames} frames: one photograph per file is scored")
+    if int(ds.Rows) * int(ds.Columns) > MAX_PIXELS:
+        fail(f"image too large to decode safely ({int(ds.Rows)} × {int(ds.Columns)} pixels, more than {MAX_PIXELS:,})")
+    pi = str(ds.PhotometricInterpretation)
+    if pi not in DICOM_PHOTOMETRIC: fail(f"photometric interpretation {pi} is not supported ({', '.join(DICOM_PHOTOMETRIC)} are)")
+    try:
+        with warnings.catch_warnings(): warnings.simplefilter("ignore"); a = ds.pixel_array
+    except (NotImplementedError, RuntimeError) as e:
+        fail(f"pixel data compressed as {ds.file_meta.TransferSyntaxUID.name}, which this install cannot decode ({str(e).splitlines()[0][:160]})")
+    except Exception as e: fail(f"truncated or corrupt pixel data ({type(e).__name__}: {str(e).splitlines()[0].split(' - ')[0][:160]})")
+    if pi == "PALETTE COLOR":
+        from pydicom.pixels import apply_color_lut
+        a = apply_color_lut(a, ds)
+    if a.dtype != np.uint8:   # 16-bit photographs: by the bits stored, not the image's maximum (a dark photo stays dark)
+        a = (np.clip(a.astype(np.float64), 0, None) * (255 / (2 ** (16 if pi == "PALETTE COLOR" else int(ds.BitsStored)) - 1)) + 0.5).clip(0, 255).astype(np.uint8)
+    if pi == "MONOCHROME1": a = 255 - a
+    if a.size == 0: fail("image has no pixels")
+    return a, uid
+
+# %% ../nbs/01a_images.ipynb #5015108e
+def load_image(src:str|Path|bytes,  # an image file, or its bytes (an upload): JPEG, PNG, TIFF, BMP, DICOM, ...
+               name:str|None=None   # what errors call `src` when it is bytes (default "<bytes>")
+              ) -> tuple[np.ndarray, dict]:
+    "(RGB uint8 array, {'sop_instance_uid': the DICOM's, else ''}) of an image file or its bytes, recognised by content; a specific `ImageReadError` otherwise."
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src); label, head = name or "<bytes>", data[:132]
+        opener, buffer = (lambda: io.BytesIO(data)), (lambda: np.frombuffer(data, np.uint8))
+    else:
+        label = p = Path(src)
+        if not p.exists(): raise ImageReadError(p, "file not found")
+        if p.is_dir(): raise ImageReadError(p, "is a directory, not an image file")
+        with open(p, "rb") as f: head = f.read(132)
+        opener, buffer = (lambda: p), (lambda: np.fromfile(p, dtype=np.uint8))
+    if not head: raise ImageReadError(label, "empty file (0 bytes)")
+    if head[128:132] == DICOM_MAGIC:
+        a, uid = read_dicom(opener(), label)
+        return _to_rgb(a), dict(sop_instance_uid=uid)
+    try:
+        a = _read_pil(opener())
+        if a.dtype == np.int32 or (a.ndim == 3 and a.dtype != np.uint8):
+            b = _read_cv2(buffer()); a = a if b is None else b
     except UnidentifiedImageError:
-        a = _read_cv2(p)
-        if a is None: raise ImageReadError(p, "not an image (format not recognised)") from None
+        a = _read_cv2(buffer())
+        if a is None: raise ImageReadError(label, "not an image (format not recognised)") from None
     except Image.DecompressionBombError as e:
-        raise ImageReadError(p, f"image too large to decode safely ({e})") from None
+        raise ImageReadError(label, f"image too large to decode safely ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         msg = str(e)
-        if "truncated" in msg or "broken data stream" in msg or "premature end" in msg.lower():
-            raise ImageReadError(p, f"truncated or corrupt image data ({msg})") from None
-        a = _read_cv2(p)
-        if a is None: raise ImageReadError(p, f"cannot decode image ({msg})") from None
-    if a.size == 0: raise ImageReadError(p, "image has no pixels")
-    return _to_rgb(_to_uint8(a))
+        if any(s in msg.lower() for s in ("truncated", "broken data stream", "premature end")):
+            raise ImageReadError(label, f"truncated or corrupt image data ({msg})") from None
+        a = _read_cv2(buffer())
+        if a is None: raise ImageReadError(label, f"cannot decode image ({msg})") from None
+    if a.size == 0: raise ImageReadError(label, "image has no pixels")
+    return _to_rgb(_to_uint8(a)), dict(sop_instance_uid="")
+
+def read_image(path:str|Path|bytes  # an image file (JPEG, PNG, TIFF, BMP, DICOM, ...) or its bytes
+              ) -> np.ndarray:
+    "The image at `path` as an RGB uint8 array, or a specific `ImageReadError` (`load_image` without the DICOM's UID)."
+    return load_image(path)[0]
 
 # %% ../nbs/01a_images.ipynb #8bda6e18
 @dataclass
@@ -238,13 +303,13 @@ def _square_fov_mask(c:FovCrop, size:int) -> np.ndarray|None:
     disc = (yy + c.box[0] + 0.5 - c.center[0])**2 + (xx + c.box[2] + 0.5 - c.center[1])**2 <= c.radius**2
     return resize_square(disc.astype(np.uint8) * 255, size) > 127
 
-def preprocess(path:str|Path, # image file
+def preprocess(path:str|Path|bytes, # image file or its bytes
                size:int,      # side of the square output
                equalize:bool=False  # histogram-equalise each channel inside the FOV (`equalize_fov`)
               ) -> tuple[np.ndarray, dict]:
     "Read, FOV-crop and resize one image: (size×size×3 uint8, info dict). Raises `ImageReadError`."
-    img = read_image(path)
+    img, meta = load_image(path)
     c = fov_crop(img)
-    info = dict(height=img.shape[0], width=img.shape[1], fov_found=c.found, fov_reason=c.reason)
+    info = dict(height=img.shape[0], width=img.shape[1], fov_found=c.found, fov_reason=c.reason, **meta)
     x = resize_square(c.image, size)
     return (equalize_fov(x, _square_fov_mask(c, size)) if equalize else x), info

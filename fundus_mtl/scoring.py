@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 from .config import DETAILS
 from .files import atomic_write_text
 from .images import ImageReadError, preprocess
-from .datasets import read_folder, IMAGE_EXTS
 
 # %% auto #0
 __all__ = ['VERDICTS', 'HINTS', 'NOT_FUNDUS', 'NOT_READ', 'VERDICT_COLUMNS', 'GRADABLE_REJECT', 'CAM_HEADS', 'ONNX_META_KEY',
@@ -35,7 +34,7 @@ def _csv_paths(csv:Path) -> list[str]:
 
 def expand_inputs(inputs  # files, folders and CSV lists (a single path is allowed too)
                  ) -> list[str]:
-    "Image paths from files, folders (recursive, image extensions) and CSVs with a `path` column, in the order given."
+    "Paths to score from files, folders (every file, recursively, sorted) and CSVs with a `path` column, in the order given."
     inputs = [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
     if not inputs: raise ValueError("no inputs: give image files, folders, or a CSV with a 'path' column")
     missing = [str(p) for p in inputs if not Path(p).exists()]
@@ -43,9 +42,9 @@ def expand_inputs(inputs  # files, folders and CSV lists (a single path is allow
     out = []
     for p in map(Path, inputs):
         if p.is_dir():
-            files = read_folder(p)["path"].tolist()
-            if not files: raise ValueError(f"no image files ({', '.join(sorted(IMAGE_EXTS))}) under {p}")
-            out += files
+            files = sorted(f for f in p.rglob("*") if f.is_file())
+            if not files: raise ValueError(f"no files under {p}")
+            out += map(str, files)
         elif p.suffix.lower() == ".csv": out += _csv_paths(p)
         else: out.append(str(p))
     return out
@@ -69,19 +68,19 @@ def advice(overall:str|None,    # predicted class name (None for a details-only 
     return text if fov_found is not False else f"{NOT_FUNDUS}; scored anyway: {text}"
 
 # %% ../nbs/01e_scoring.ipynb #81dbee7a
-def read_for_model(path:str,            # an image file
+def read_for_model(path:str|bytes,      # an image file, or its bytes
                    size:int,            # the model's input side (px)
                    equalize:bool=False  # FOV-equalise as in training (the model file's `preprocessing`)
                   ) -> tuple:
-    "(preprocessed uint8 image or None, info with fov_found, error and decode seconds) for one file; never raises."
-    t0 = time.perf_counter()
+    "(preprocessed uint8 image or None, info with fov_found, a DICOM's sop_instance_uid, error and decode seconds) for one file; never raises."
+    t0, uid = time.perf_counter(), ""
     try:
         x, info = preprocess(path, size, equalize)
-        return x, dict(fov_found=bool(info["fov_found"]), error="", decode_s=time.perf_counter() - t0)
-    except ImageReadError as e: err = e.reason
+        return x, dict(sop_instance_uid=info["sop_instance_uid"], fov_found=bool(info["fov_found"]), error="", decode_s=time.perf_counter() - t0)
+    except ImageReadError as e: err, uid = e.reason, e.sop_instance_uid
     except MemoryError: err = "not enough memory to decode this image"
     except Exception as e: err = f"cannot preprocess this image ({type(e).__name__}: {e})"
-    return None, dict(fov_found=None, error=err, decode_s=time.perf_counter() - t0)
+    return None, dict(sop_instance_uid=uid, fov_found=None, error=err, decode_s=time.perf_counter() - t0)
 
 _END = object()
 
@@ -202,7 +201,7 @@ def _rows(self:Scorer, probs:dict, fov_found:list) -> list[dict]:
 
 def _table(self:Scorer, paths:list, rows:list, cam:bool) -> pd.DataFrame:
     "The prediction table in input order, with a stable column order."
-    cols = ["path", "image"] + ["overall", "gradable"] * bool(self.meta["n_classes"]) + [f"p_{c}" for c in self.meta["class_names"]] \
+    cols = ["path", "image", "sop_instance_uid"] + ["overall", "gradable"] * bool(self.meta["n_classes"]) + [f"p_{c}" for c in self.meta["class_names"]] \
            + [f"p_good_{d}" for d in self.meta["detail_names"]] + list(VERDICT_COLUMNS) + ["cam_files"] * cam
     df = pd.DataFrame([dict(path=p, image=Path(p).name, **r) for p, r in zip(paths, rows)], columns=cols)
     if "overall" in df: df["overall"], df["gradable"] = df["overall"].fillna(""), df["gradable"].astype("boolean")

@@ -123,7 +123,7 @@ def test_run_predict_usage_errors(tmp_path, model_pt, hostile):
     (tmp_path / "empty").mkdir()
     (tmp_path / "list.csv").write_text("file\nx.jpg\n")
     cases = [(dict(inputs=[tmp_path / "nope.jpg"]), FileNotFoundError, "input not found"),
-             (dict(inputs=[tmp_path / "empty"]), ValueError, "no image files"),
+             (dict(inputs=[tmp_path / "empty"]), ValueError, "no files under"),
              (dict(inputs=[tmp_path / "list.csv"]), ValueError, "'path' column"),
              (dict(inputs=[]), ValueError, "no inputs"),
              (dict(inputs=[good], model=str(tmp_path / "nope.pt")), FileNotFoundError, "model file not found"),
