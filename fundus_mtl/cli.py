@@ -16,7 +16,7 @@ from .stages import PeakMemory   # not used here: tests/test_resume_reproduce.py
 
 # %% auto #0
 __all__ = ['NOT_OPTIONS', 'ALIASES', 'COMMANDS', 'options_from', 'command_parser', 'reproduce', 'synth', 'synth_table',
-           'evaluate', 'predict', 'report', 'replicates', 'export', 'main']
+           'evaluate', 'predict', 'report', 'replicates', 'export', 'serve', 'main']
 
 # %% ../nbs/12_cli.ipynb #7cfc5189
 NOT_OPTIONS = ("log", "progress")   # how a call reports, not what it does: never options
@@ -246,8 +246,18 @@ def export(model:str,   # a model file (export_model, fit's model.pt) or the fol
     print(f"{f}: {f.stat().st_size / 1e6:.1f} MB")
     return f
 
+@options_from("fundus_mtl.serve:run_server")
+def serve(*,
+          model:str|None=None,  # an .onnx camera file or a torch model file (default: the shipped model, fundus_mtl/weights/MODEL_CARD.md)
+          **kwargs              # passed on to serve.run_server: its parameters with a default
+         ):
+    "Serve the local web page (drop photographs, see verdict, flags, advice, heatmaps) and its JSON API on 127.0.0.1."
+    from fundus_mtl.serve import run_server
+    run_server(model, **kwargs)
+
+
 # %% ../nbs/12_cli.ipynb #929a1697
-COMMANDS = dict(reproduce=reproduce, synth=synth, predict=predict, report=report, evaluate=evaluate, replicates=replicates, export=export)   # subcommand -> function
+COMMANDS = dict(reproduce=reproduce, synth=synth, predict=predict, report=report, evaluate=evaluate, replicates=replicates, export=export, serve=serve)   # subcommand -> function
 
 def main(argv:list|None=None  # the command-line arguments (default: sys.argv[1:])
         ) -> int:

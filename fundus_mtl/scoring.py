@@ -20,7 +20,7 @@ from .images import ImageReadError, preprocess
 # %% auto #0
 __all__ = ['VERDICTS', 'HINTS', 'NOT_FUNDUS', 'NOT_READ', 'VERDICT_COLUMNS', 'GRADABLE_REJECT', 'CAM_HEADS', 'ONNX_META_KEY',
            'ONNX_OUTPUTS', 'expand_inputs', 'advice', 'read_for_model', 'ordered_map', 'scale_maps', 'exact_cams',
-           'overlay', 'gradable', 'unique_stems', 'Scorer', 'predict', 'cam_maps', 'write_predictions']
+           'overlay', 'gradable', 'unique_stems', 'Scorer', 'predict', 'cam_maps', 'score_one', 'write_predictions']
 
 # %% ../nbs/01e_scoring.ipynb #3f7f797d
 def _csv_paths(csv:Path) -> list[str]:
@@ -261,17 +261,34 @@ def cam_maps(self:Scorer, xs:np.ndarray,  # uint8 (N, size, size, 3) preprocesse
         out.append((head, sel, maps))
     return out
 
+def _views(self:Scorer, xs:np.ndarray) -> np.ndarray:
+    "What the overlays are drawn on: the model's inputs, enlarged to 256 px when smaller."
+    return xs if self.size >= 256 else np.stack([cv2.resize(x, (256, 256), interpolation=cv2.INTER_CUBIC) for x in xs])
+
 def _write_cams(self:Scorer, xs:np.ndarray, probs:dict, stems:list, rows:list, cam_dir:Path):
     "Overlay PNGs of `cam_maps`; their paths added to the rows' `cam_files`."
     cam_dir.mkdir(parents=True, exist_ok=True)
-    view = xs if self.size >= 256 else np.stack([cv2.resize(x, (256, 256), interpolation=cv2.INTER_CUBIC) for x in xs])
+    view = self._views(xs)
     for head, sel, maps in self.cam_maps(xs, probs):
         for k, c in zip(sel, maps):
             f = cam_dir/f"{stems[k]}_{head}.png"
             cv2.imwrite(str(f), overlay(view[k], c)[..., ::-1])
             rows[k]["cam_files"] = ";".join([*filter(None, rows[k]["cam_files"].split(";")), str(f)])
 
-Scorer._rows, Scorer._table, Scorer.predict, Scorer.cam_maps, Scorer._write_cams = _rows, _table, predict, cam_maps, _write_cams
+def score_one(self:Scorer, src:str|Path|bytes,  # one image file, or its bytes (an upload)
+              cam:bool=True                      # also return the heatmap overlays
+             ) -> tuple[dict, dict]:
+    "(its row as `predict` gives it, without path and image; {'view': what the model saw, head: heatmap overlay}, RGB uint8) for one image; an unreadable one: its error row and {}."
+    x, info = read_for_model(src, self.size, self.equalize); info.pop("decode_s")
+    if x is None: return info | {"advice": NOT_READ}, {}
+    probs = self.probabilities(x[None], maps=cam and self.exact_cam)
+    row = info | self._rows(probs, [info["fov_found"]])[0]
+    if not cam: return row, {}
+    view = self._views(x[None])[0]
+    return row, {"view": view} | {head: overlay(view, maps[0]) for head, _, maps in self.cam_maps(x[None], probs)}
+
+Scorer._rows, Scorer._table, Scorer.predict, Scorer.cam_maps, Scorer._views, Scorer._write_cams, Scorer.score_one = \
+    _rows, _table, predict, cam_maps, _views, _write_cams, score_one
 
 # %% ../nbs/01e_scoring.ipynb #58d1de87
 def write_predictions(df:pd.DataFrame,    # from `Scorer.predict`

@@ -11,6 +11,11 @@ if [ -n "$(git status --porcelain -- fundus_mtl)" ]; then
   git status --porcelain -- fundus_mtl; git diff --stat -- fundus_mtl
   echo "FAIL: nbdev_export changed fundus_mtl/ (edit the notebooks, not the .py files, and commit the export)"; exit 1
 fi
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "== chromium (Debian's package) for the browser tests: the report screenshot and the local web page"
+  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; } \
+    || echo "   chromium could not be installed: the browser tests skip"
+fi
 echo "== nbdev_test: every notebook's test cells"
 # from nothing: the stage notebooks' runs (runs/nbtest-*) and the tiny synthetic data they share are reused by
 # whatever finds them, and both are keyed by the config, not the code, so a reused checkout would check what older

@@ -10,7 +10,7 @@ import nbformat
 import pandas as pd
 import pytest
 
-from fundus_mtl.cli import COMMANDS, command_parser, evaluate, export, main, predict, report, reproduce, synth
+from fundus_mtl.cli import COMMANDS, command_parser, evaluate, export, main, predict, report, reproduce, serve, synth
 from fundus_mtl.config import CLASS_NAMES, DETAILS, get_config, load_config
 from fundus_mtl.datasets import read_deepdrid, read_details, read_eyeq, read_eyeq_d
 from fundus_mtl.images import fov_crop, read_image
@@ -37,6 +37,7 @@ COMMAND_LINES = [
      evaluate, dict(labels="l.csv", predictions="p.csv", bootstrap=1000, seed=3, out="DIR")),
     ("export runs/real/eyeq/mt --onnx m.onnx --int8 --calibration a/ b.csv --n-calibration 64",
      export, dict(model="runs/real/eyeq/mt", onnx="m.onnx", int8=True, calibration=["a/", "b.csv"], n_calibration=64)),
+    ("serve --model m.onnx --port 8080 --max-mb 10 --gradable-reject 0.1", serve, dict(model="m.onnx", port=8080, max_mb=10.0, gradable_reject=0.1)),
 ]
 
 
@@ -53,7 +54,8 @@ def test_parser_gives_each_function_its_arguments(line, func, given):
 
 @pytest.mark.parametrize("cmd,docment", [("reproduce", "run only these stages"), ("synth", "output folder (default data/synth/<preset>)"),
                                          ("predict", "heatmap overlays (needs out)"), ("report", "screenshot height in px"),
-                                         ("evaluate", "resamples for 95% CIs (0: none)")])
+                                         ("evaluate", "resamples for 95% CIs (0: none)"),
+                                         ("serve", "the address to listen on (0.0.0.0: every network")])
 def test_help_is_the_docments(cmd, docment, capsys):
     assert main([cmd, "--help"]) == 0
     out = " ".join(capsys.readouterr().out.split())
