@@ -6,7 +6,7 @@ ONNX Runtime int8 (`fundus-mtl export --int8`, calibrated on other DrimDB photog
 (160 px) and at 224 px; and the model's share alone (`probabilities` on one preprocessed photograph). ResNet-18 with
 both heads and random weights (weights do not change the cost); 2 threads for the model, decoding in the same
 thread (a camera scores the photograph it just took). Best of `--repeats` passes over `--images` DrimDB photographs
-(760x570 JPEG) after a warm-up pass. Writes results/camera/speed.md.
+(760x570 JPEG) after a warm-up pass. Writes results/camera/speed.md and its block in results/benchmarks.md.
 
     .venv/bin/python benchmarks/camera_speed.py [--images 24] [--repeats 3] [--sizes 160 224]
 """
@@ -38,6 +38,15 @@ def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"): return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
+
+
+def publish(name:str, text:str) -> Path:
+    "Write results/camera/<name>.md and the same text (its title one level down) into results/benchmarks.md's camera-<name> block."
+    from fundus_mtl.replicate_tables import update_block
+    out = ROOT / "results" / "camera" / f"{name}.md"
+    out.write_text(text)
+    update_block(ROOT / "results" / "benchmarks.md", f"camera-{name}", "###" + text[1:] if text.startswith("# ") else text)
+    return out
 
 
 def best_ms(fn, n, repeats):
@@ -85,8 +94,7 @@ def main():
             f"seldom has bf16 units). Ratios are torch fp32's time over the row's, in the same run (> 1: faster). `end_to_end`: decode, FOV crop, "
             f"resize, model; `with_heatmap`: also the quality heatmap overlay written as PNG.\n\n"
             + df.round(1).to_markdown(index=False) + "\n")
-    out = ROOT / "results" / "camera" / "speed.md"
-    out.write_text(text); print(text)
+    publish("speed", text); print(text)
 
 
 if __name__ == "__main__":

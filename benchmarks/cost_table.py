@@ -141,6 +141,9 @@ def peer_rows(batch:int, repeats:int, peers:dict) -> list:
     return rows
 
 
+CAMERA = "## At the camera"   # results/benchmarks.md's section from here on belongs to the camera's benchmarks
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=str(ROOT / "results" / "benchmarks.md"))
@@ -171,7 +174,9 @@ def main():
     body = df.rename(columns={"what": "measurement", "size": "px"}).to_markdown(index=False)
     text = head + body + "\n"
     if not a.quick:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True); Path(a.out).write_text(text)
+        old = Path(a.out).read_text() if Path(a.out).exists() else ""
+        keep = old[old.index(CAMERA):] if CAMERA in old else ""   # the camera's section is written by camera_speed.py and serve_load.py
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True); Path(a.out).write_text(text + ("\n" + keep if keep else ""))
     print("\n" + text)
 
 
