@@ -16,7 +16,7 @@ from .stages import PeakMemory   # not used here: tests/test_resume_reproduce.py
 
 # %% auto #0
 __all__ = ['NOT_OPTIONS', 'ALIASES', 'COMMANDS', 'options_from', 'command_parser', 'reproduce', 'synth', 'synth_table',
-           'evaluate', 'predict', 'report', 'replicates', 'export', 'serve', 'main']
+           'evaluate', 'predict', 'report', 'replicates', 'export', 'serve', 'stage', 'main']
 
 # %% ../nbs/12_cli.ipynb #7cfc5189
 NOT_OPTIONS = ("log", "progress")   # how a call reports, not what it does: never options
@@ -84,9 +84,11 @@ def reproduce(preset:str="demo",          # a preset of config.PRESETS (tiny, de
               force:list|None=None,        # stages to redo ("all" for every stage) and every stage after them
               stages:list|None=None,       # run only these stages (default: all available but the optional ones)
               extensions:bool=False,       # also run OPTIONAL_STAGES (14_label_efficiency: label efficiency beyond the paper)
+              nproc_per_node:int=1,        # processes for the training stages, started by torchrun on this node (data-parallel; GPUs: one each)
               log:bool=True                # print each stage's progress
              ) -> dict:
     "Run the pipeline's stage notebooks for a preset; returns the run's ledger."
+    if not isinstance(nproc_per_node, int) or nproc_per_node < 1: raise ValueError(f"--nproc-per-node must be a positive integer, got {nproc_per_node!r}")
     cfg = stage_config(preset, out, data_root, device, overrides, save=False)   # the run's own config.json with these applied, or a new one
     if cfg.preset != preset: raise ValueError(f"{cfg.run_dir} holds a '{cfg.preset}' run; choose another --out or delete it")
     from fundus_mtl.inference import resolve_device
@@ -110,9 +112,10 @@ def reproduce(preset:str="demo",          # a preset of config.PRESETS (tiny, de
         if s in ledger or redo:   # redone, not resumed: fit would otherwise return the finished models of the old run
             gone = clear_stage(cfg.run_dir, s)
             if log and gone: print(f"[{s}] cleared {', '.join(gone)}")
+            if ledger.pop(s, None) is not None: atomic_write_json(RunDir(cfg.run_dir).stages, ledger)   # a redo that fails is not done
         redo = True    # everything after a re-run stage is re-run too
         if log: print(f"[{s}] running {STAGES[s]} ...", flush=True)
-        info = run_stage(s, cfg, nbs)
+        info = run_stage(s, cfg, nbs, nproc=nproc_per_node)
         ledger = record_stage(cfg.run_dir, s, **info); ran.append(s)
         if log: print(f"[{s}] finished in {info['seconds']} s -> {info['notebook']}", flush=True)
     order = list(STAGES)
@@ -255,9 +258,19 @@ def serve(*,
     from fundus_mtl.serve import run_server
     run_server(model, **kwargs)
 
+def stage(stage:str,            # a training stage (teacher, student, efficiency)
+          run_dir:str,          # the run (reproduce wrote its config.json)
+          *,
+          nbs:str|None=None     # the notebooks folder (default: the package's)
+         ) -> dict:
+    "Run one training stage's notebook as one process of a torchrun job (what reproduce --nproc-per-node starts on every process)."
+    from fundus_mtl.stages import stage_worker, DISTRIBUTED_STAGES
+    if stage not in DISTRIBUTED_STAGES: raise ValueError(f"{stage!r} does not train; stages for torchrun: {', '.join(DISTRIBUTED_STAGES)}")
+    return stage_worker(stage, run_dir, Path(nbs) if nbs else None)
+
 
 # %% ../nbs/12_cli.ipynb #929a1697
-COMMANDS = dict(reproduce=reproduce, synth=synth, predict=predict, report=report, evaluate=evaluate, replicates=replicates, export=export, serve=serve)   # subcommand -> function
+COMMANDS = dict(reproduce=reproduce, synth=synth, predict=predict, report=report, evaluate=evaluate, replicates=replicates, export=export, serve=serve, stage=stage)   # subcommand -> function
 
 def main(argv:list|None=None  # the command-line arguments (default: sys.argv[1:])
         ) -> int:

@@ -74,14 +74,16 @@ def make_loader(ds,                      # dataset of (uint8 C×H×W image, dict
                 batch_size:int|None=None, # default cfg.batch_size
                 shuffle:bool=False,      # training order (with `generator`)
                 generator=None,          # torch.Generator of the shuffling
-                device=None              # the model's device: pinned memory on CUDA
+                device=None,             # the model's device: pinned memory on CUDA
+                sampler=None             # a sampler instead of `shuffle` (a DistributedSampler: this process' shard)
                ) -> DataLoader:
     "A DataLoader of `ds` following `cfg` (batch size; workers for augmented datasets, none under nbdev_test)."
     bs = batch_size or cfg.batch_size
     augmented = getattr(ds, "transform", None) is not None
     workers = default_workers(cfg.num_workers, under_test=0) if augmented else 0
-    return DataLoader(ds, batch_size=bs, shuffle=shuffle, generator=generator, num_workers=workers,
-                      drop_last=shuffle and len(ds) % bs == 1, pin_memory=device is not None and device.type == "cuda")
+    n = len(sampler) if sampler is not None else len(ds)
+    return DataLoader(ds, batch_size=bs, shuffle=shuffle and sampler is None, sampler=sampler, generator=generator, num_workers=workers,
+                      drop_last=(shuffle or sampler is not None) and n % bs == 1, pin_memory=device is not None and device.type == "cuda")
 
 def to_device(x:torch.Tensor,        # uint8 N×3×H×W batch from `make_loader`
               targets:dict,          # its targets (tensors)

@@ -13,8 +13,8 @@ from .registry import SETTINGS
 from .rundir import RunDir
 
 # %% auto #0
-__all__ = ['STAGES', 'OPTIONAL_STAGES', 'stage_outputs', 'clear_stage', 'notebooks_dir', 'available_stages', 'read_ledger',
-           'record_stage', 'PeakMemory', 'StageError', 'run_stage']
+__all__ = ['STAGES', 'OPTIONAL_STAGES', 'DISTRIBUTED_STAGES', 'stage_outputs', 'clear_stage', 'notebooks_dir', 'available_stages',
+           'read_ledger', 'record_stage', 'PeakMemory', 'StageError', 'run_stage', 'linked_copy', 'stage_worker']
 
 # %% ../nbs/11c_stages.ipynb #f247d733
 STAGES = {  # stage name -> notebook in nbs/
@@ -156,12 +156,16 @@ class PeakMemory:
 class StageError(RuntimeError):
     "A stage notebook failed; the message names the notebook, the cell and the error."
 
+DISTRIBUTED_STAGES = ("teacher", "student", "efficiency")   # the stages that train: under --nproc-per-node, every process runs them
+
 def run_stage(stage:str,              # a stage of STAGES
               cfg:Config,             # the run's config: preset, run_dir, data_root and device are injected
               nbs:Path|None=None,     # the notebooks folder (default: `notebooks_dir()`)
-              log_output:bool=False   # stream the notebook's output to the log while it runs
+              log_output:bool=False,  # stream the notebook's output to the log while it runs
+              nproc:int=1             # processes for a training stage (torchrun on this node; `stage_worker`)
              ) -> dict:
-    "Execute one stage notebook for `cfg` with papermill; returns its ledger entry."
+    "Execute one stage notebook for `cfg` with papermill (a training stage under torchrun with nproc > 1); returns its ledger entry."
+    if nproc > 1 and stage in DISTRIBUTED_STAGES: return _run_distributed(stage, cfg, nbs, nproc)
     import papermill as pm
     nbs = nbs or notebooks_dir()
     nb = nbs/STAGES[stage]
@@ -177,5 +181,57 @@ def run_stage(stage:str,              # a stage of STAGES
     except pm.PapermillExecutionError as e:
         raise StageError(f"stage '{stage}' failed in {nb.name}, cell [{e.exec_count}]: {e.ename}: {e.evalue}\n"
                          f"  the executed notebook with the full traceback: {out}") from None
-    return dict(seconds=round(time.time() - t0, 1), notebook=str(out), peak_rss_mb=mem.peak_mb)
+    return dict(seconds=round(time.time() - t0, 1), notebook=str(out), peak_rss_mb=mem.peak_mb,
+                world_size=int(os.environ.get("WORLD_SIZE", "1") or 1), device=cfg.device)
 
+
+# %% ../nbs/11c_stages.ipynb #40df27bb
+def linked_copy(run_dir:str|Path,  # the run
+                dest:str|Path      # an empty or missing folder
+               ) -> Path:
+    "A copy of the run whose files are symbolic links to the run's, with its own config.json pointing at the copy (hidden files — locks, temporaries — not linked)."
+    from fundus_mtl.config import load_config, save_config
+    import dataclasses
+    run_dir, dest = Path(run_dir).resolve(), Path(dest)
+    for f in run_dir.rglob("*"):
+        if f.is_file() and f.name != "config.json" and not f.name.startswith("."):   # a linked .lock would be the run's lock: rank 0 holds it
+            (dest/f.relative_to(run_dir)).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(f, dest/f.relative_to(run_dir))
+    save_config(dataclasses.replace(load_config(run_dir), run_dir=str(dest.resolve())))
+    return dest
+
+def stage_worker(stage:str,          # a stage of DISTRIBUTED_STAGES
+                 run_dir:str|Path,   # the run (its config.json exists)
+                 nbs:Path|None=None  # the notebooks folder
+                ) -> dict:
+    "One process of a training stage under torchrun: rank 0 runs the notebook on the run, any other rank on a linked copy it deletes after."
+    import dataclasses, shutil, tempfile
+    from fundus_mtl.config import load_config
+    from fundus_mtl.distributed import torchrun_env
+    d, cfg = torchrun_env(), load_config(run_dir)
+    if d.main:   # the ledger says the stage is done (reproduce, which started torchrun, records it again with its own measures)
+        from fundus_mtl.inference import resolve_device
+        info = run_stage(stage, cfg, nbs) | dict(backend="nccl" if resolve_device(cfg.device).type == "cuda" else "gloo")
+        record_stage(cfg.run_dir, stage, **info)
+        return info
+    tmp = Path(tempfile.mkdtemp(prefix=f"fundus-mtl-rank{d.rank}-"))
+    try: return run_stage(stage, dataclasses.replace(cfg, run_dir=str(linked_copy(cfg.run_dir, tmp/"run").resolve())), nbs)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+
+def _run_distributed(stage:str, cfg:Config, nbs:Path|None, nproc:int) -> dict:
+    "Run `stage` as `nproc` processes under torchrun (`fundus-mtl stage` on each); its ledger entry."
+    import subprocess
+    from fundus_mtl.distributed import torchrun_command
+    exe = Path(sys.executable).parent/"fundus-mtl"
+    cmd = torchrun_command(nproc, str(exe), "stage", stage, str(cfg.run_dir), *(["--nbs", str(nbs)] if nbs else []), no_python=True)
+    out = RunDir(cfg.run_dir).notebooks/STAGES[stage]
+    t0 = time.time()
+    with PeakMemory() as mem:
+        r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if r.returncode != 0:
+        own = [l for l in r.stderr.splitlines() if l.startswith(("fundus-mtl:", "  the executed notebook"))]   # what each failing process said
+        raise StageError(f"stage '{stage}' failed on {nproc} processes (torchrun exit {r.returncode}): "
+                         + ("\n".join(own) if own else r.stderr.strip()[-1500:]) + f"\n  rank 0's executed notebook: {out}")
+    from fundus_mtl.inference import resolve_device
+    backend = "nccl" if resolve_device(cfg.device).type == "cuda" else "gloo"
+    return dict(seconds=round(time.time() - t0, 1), notebook=str(out), peak_rss_mb=mem.peak_mb, world_size=nproc, backend=backend, device=cfg.device)

@@ -17,6 +17,7 @@ from .rundir import MODEL_FILE, LAST_FILE, HISTORY_FILE
 from .models import QualityNet
 from .images import preprocessing_name
 from .inference import resolve_device, resolve_precision, autocast, prepare_model, make_loader, to_device, predict
+from .distributed import Dist, setup_distributed, all_reduce_sum, shard, gather_shards, broadcast, sync_module
 
 # %% auto #0
 __all__ = ['HISTORY_COLUMNS', 'CHECKPOINTS', 'seed_everything', 'scaled_milestones', 'fit_meta', 'FitResult', 'fit',
@@ -56,6 +57,12 @@ def _set_rng_state(s:dict, g:torch.Generator):
     random.setstate(tuple(tuple(v) if isinstance(v, list) else v for v in s["python"]))
     g.set_state(s["loader"])
 
+def _validate(model, val_ds, cfg, d:Dist) -> dict:
+    "`predict` on the validation set; several processes each score a shard and every one gets all of it, in order."
+    if not d.active or len(val_ds) < d.world_size: return predict(model, val_ds, cfg)
+    idx = shard(len(val_ds), d)
+    return gather_shards(predict(model, torch.utils.data.Subset(val_ds, idx.tolist()), cfg), idx, d)
+
 def _cpu_state(model:torch.nn.Module) -> dict:
     "The model's state_dict as contiguous CPU tensors."
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -88,9 +95,9 @@ class FitResult:
     history:pd.DataFrame       # one row per epoch (HISTORY_COLUMNS), as in history.csv
     model:torch.nn.Module      # the network, with model.pt's weights, in eval mode
 
-def _result(model, best_f:Path, history:list) -> FitResult:
-    "fit's return value: best weights loaded into `model`, the history as a DataFrame."
-    ck = torch.load(best_f, map_location="cpu", weights_only=True)
+def _result(model, best_f:Path, history:list, d:Dist=Dist()) -> FitResult:
+    "fit's return value: best weights (read by rank 0, sent to every process) loaded into `model`, the history as a DataFrame."
+    ck = broadcast(torch.load(best_f, map_location="cpu", weights_only=True) if d.main else None, d)
     model.load_state_dict(ck["state_dict"]); model.eval()
     h = pd.DataFrame(history, columns=HISTORY_COLUMNS)
     return FitResult(best_score=ck["meta"]["score"], best_epoch=ck["meta"]["epoch"], epochs=len(h),
@@ -116,32 +123,42 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
     if cfg.checkpoint not in CHECKPOINTS: raise ValueError(f"checkpoint={cfg.checkpoint!r}: choose one of {', '.join(CHECKPOINTS)}")
     if len(train_ds) == 0 or len(val_ds) == 0: raise ValueError(f"empty dataset: {len(train_ds)} training, {len(val_ds)} validation images")
     device = resolve_device(cfg.device); precision = resolve_precision(cfg.precision, device)
+    d, device = setup_distributed(device)   # under torchrun: this process' rank and device; else one process
+    mine = str(out_dir.resolve())
+    writes = broadcast(mine, d) != mine or d.main   # a process writes where no other does: rank 0, or a rank on its own copy of the run (every rank calls the collective)
+    if cfg.batch_size % d.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is the global batch: it must divide among the {d.world_size} processes")
     cl = prepare_model(model, device, precision)
+    net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if d.active else model
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, scaled_milestones(epochs, cfg.milestones, cfg.paper_epochs), gamma=0.5)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "amp")
     g = torch.Generator()
     st = dict(epoch=0, best_score=-math.inf, best_epoch=0, history=[], image_size=0)
-    if resume and last_f.exists():
-        ck = torch.load(last_f, map_location="cpu", weights_only=True)
+    ck, best_there = broadcast((torch.load(last_f, map_location="cpu", weights_only=True), best_f.exists())
+                               if d.main and resume and last_f.exists() else (None, False), d)   # rank 0 reads, every process resumes
+    if ck is not None:
         if ck["epochs"] != epochs:
             raise ValueError(f"{last_f} belongs to a {ck['epochs']}-epoch run, not {epochs}: its lr schedule differs; use resume=False or another out_dir")
-        if ck["epoch"] >= epochs and best_f.exists(): return _result(model, best_f, ck["history"])
+        if ck["epoch"] >= epochs and best_there: return _result(model, best_f, ck["history"], d)
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"]); scaler.load_state_dict(ck["scaler"])
         st = {k: ck[k] for k in st}
         _set_rng_state(ck["rng"], g)
     else:
         seed_everything(cfg.seed); g.manual_seed(cfg.seed)
-    loader = make_loader(train_ds, cfg, shuffle=True, generator=g, device=device)
+    sampler = torch.utils.data.DistributedSampler(train_ds, d.world_size, d.rank, shuffle=True, seed=cfg.seed) if d.active else None
+    loader = make_loader(train_ds, cfg, batch_size=cfg.batch_size // d.world_size, shuffle=True, generator=g, device=device, sampler=sampler)
+    progress = progress and d.main
     for epoch in range(st["epoch"] + 1, epochs + 1):
         if stop_after is not None and epoch > stop_after: break
+        if sampler is not None: sampler.set_epoch(epoch)
         model.train(); lr = opt.param_groups[0]["lr"]
         t0 = time.perf_counter(); n, loss_sum = 0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", disable=not progress, leave=False)
         for b, (x, t) in enumerate(bar, 1):
             x, t = to_device(x, t, device, cl)
-            with autocast(device, precision): out = model(x)
+            with autocast(device, precision): out = net(x)
             loss = loss_fn({k: v.float() for k, v in out.items()}, t)
             lv = loss.item()
             if not math.isfinite(lv):
@@ -152,7 +169,9 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
             st["image_size"] = int(x.shape[-1])
             bar.set_postfix(loss=f"{loss_sum / n:.4f}")
         train_s = time.perf_counter() - t0
-        p = predict(model, val_ds, cfg)
+        n, loss_sum = all_reduce_sum(d, n, loss_sum)   # what every process trained on
+        sync_module(model, d)                          # BatchNorm's running statistics: rank 0's, scored and saved alike
+        p = _validate(model, val_ds, cfg, d)
         score = float(metric_fn({k: v for k, v in p.items() if k != "targets"}, p["targets"]))
         with warnings.catch_warnings():   # AMP's GradScaler skips steps with inf gradients: not a misordered scheduler
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step\\(\\)` before")
@@ -161,13 +180,14 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
                                   seconds=time.perf_counter() - t0, images_per_s=n / train_s))
         if cfg.checkpoint == "last" or st["best_epoch"] == 0 or (math.isfinite(score) and score > st["best_score"]):
             st["best_score"], st["best_epoch"] = (score if math.isfinite(score) else -math.inf), epoch
-            atomic_torch_save(best_f, dict(state_dict=_cpu_state(model), meta=fit_meta(model, epoch, score, st["image_size"], cfg.equalize)))
-        atomic_write_text(out_dir/HISTORY_FILE, pd.DataFrame(st["history"], columns=HISTORY_COLUMNS).to_csv(index=False))
+            if writes: atomic_torch_save(best_f, dict(state_dict=_cpu_state(model), meta=fit_meta(model, epoch, score, st["image_size"], cfg.equalize)))
         st["epoch"] = epoch
-        atomic_torch_save(last_f, dict(model=_cpu_state(model), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                       scaler=scaler.state_dict(), epochs=epochs, rng=_rng_state(g), **st))
+        if writes:   # rank 0 alone writes the run; the others resume from what it wrote (`broadcast` above)
+            atomic_write_text(out_dir/HISTORY_FILE, pd.DataFrame(st["history"], columns=HISTORY_COLUMNS).to_csv(index=False))
+            atomic_torch_save(last_f, dict(model=_cpu_state(model), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                                           scaler=scaler.state_dict(), epochs=epochs, rng=_rng_state(g), **st))
         if progress: tqdm.write(f"epoch {epoch}/{epochs}  lr {lr:.2g}  loss {loss_sum / max(n, 1):.4f}  val {score:.4f}  {n / train_s:.0f} img/s")
-    return _result(model, best_f, st["history"])
+    return _result(model, best_f, st["history"], d)
 
 # %% ../nbs/04_train.ipynb #44618631
 def plot_history(histories:dict,     # {label: history DataFrame (`FitResult.history` or history.csv)}
