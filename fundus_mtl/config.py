@@ -26,7 +26,7 @@ class Config:
     run_dir: str = "runs/tiny"       # where the run writes config.json, models, tables, figures
     data_root: str = "../shared/data"  # real datasets (`real` preset) or where to find them
     data_dir: str = "data"           # home of synthetic sets and the image cache
-    device: str = "auto"             # auto | cpu | cuda
+    device: str = "auto"             # auto | cpu | cuda | cuda:N | mps
     seed: int = 0
     # --- task-A / task-B data
     data_source: str = "synthetic"   # synthetic | real | paper-eyeq | paper-deepdrid
@@ -63,6 +63,7 @@ class Config:
     batch_size: int = 32
     precision: str = "auto"          # auto | bf16 | fp32 | amp
     num_workers: int = 0
+    cudnn_benchmark: bool = True     # on CUDA, let cuDNN pick the fastest convolution for the (fixed) input size; False: deterministic algorithms
     aug_max_ops: int = 7             # bounded RandAugment: at most 7 ops per image
     lambda_grid: tuple = ((1.0, 1.0),)  # (lambda_A, lambda_B) candidates for MT
     class_weight: str = "none"       # none (the paper's losses) | balanced (inverse class frequency: overall CE and detail BCE; 05_teacher, 06_student)

@@ -18,16 +18,19 @@ __all__ = ['PRECISIONS', 'resolve_device', 'cpu_supports_bf16', 'resolve_precisi
            'to_device', 'forward', 'head_probabilities', 'infer', 'predict']
 
 # %% ../nbs/03b_inference.ipynb #5dce87d3
-def resolve_device(device:str="auto" # auto | cpu | cuda | cuda:N (`Config.device`)
+def resolve_device(device:str="auto" # auto | cpu | cuda | cuda:N | mps (`Config.device`)
                   ) -> torch.device:
-    "The torch device named by `device` (`auto`: CUDA when available, else CPU)."
+    "The torch device named by `device` (`auto`: CUDA when available, else CPU; Apple's `mps` only when asked)."
     d = str(device).lower()
     if d == "auto": return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if d.startswith("cuda"):
         if not torch.cuda.is_available(): raise RuntimeError(f"device={d!r} but no CUDA GPU is available: use device=auto or cpu")
         return torch.device(d)
     if d == "cpu": return torch.device("cpu")
-    raise ValueError(f"unknown device {device!r}: use auto, cpu or cuda")
+    if d == "mps":
+        if not torch.backends.mps.is_available(): raise RuntimeError("device='mps' but this PyTorch has no Apple GPU (MPS) available: use device=auto or cpu")
+        return torch.device("mps")
+    raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
 
 # %% ../nbs/03b_inference.ipynb #33cbc10f
 def cpu_supports_bf16(cpuinfo:str="/proc/cpuinfo"  # file listing the CPU flags
@@ -43,11 +46,12 @@ PRECISIONS = ("auto", "bf16", "fp32", "amp")
 def resolve_precision(precision:str,        # auto | bf16 | fp32 | amp (`Config.precision`)
                       device:torch.device   # where the model runs
                      ) -> str:
-    "The precision to train and predict with: 'amp' (fp16 + GradScaler), 'bf16' or 'fp32'."
+    "The precision to train and predict with: 'bf16', 'amp' (fp16 + GradScaler) or 'fp32'; auto: bf16 on GPUs and CPUs that have it, fp16 AMP on older GPUs."
     p = str(precision).lower()
     if p not in PRECISIONS: raise ValueError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if p != "auto": return p
-    if device.type == "cuda": return "amp"
+    if device.type == "cuda": return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "amp"   # Ampere and later: bf16 needs no loss scaling
+    if device.type == "mps": return "fp32"
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 # %% ../nbs/03b_inference.ipynb #500e82b9

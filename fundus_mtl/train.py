@@ -128,6 +128,8 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
     writes = broadcast(mine, d) != mine or d.main   # a process writes where no other does: rank 0, or a rank on its own copy of the run (every rank calls the collective)
     if cfg.batch_size % d.world_size:
         raise ValueError(f"batch_size {cfg.batch_size} is the global batch: it must divide among the {d.world_size} processes")
+    if device.type == "cuda":   # recorded in the run's config.json (Config.cudnn_benchmark)
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = cfg.cudnn_benchmark, not cfg.cudnn_benchmark
     cl = prepare_model(model, device, precision)
     net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if d.active else model
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
