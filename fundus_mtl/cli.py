@@ -85,10 +85,15 @@ def reproduce(preset:str="demo",          # a preset of config.PRESETS (tiny, de
               stages:list|None=None,       # run only these stages (default: all available but the optional ones)
               extensions:bool=False,       # also run OPTIONAL_STAGES (14_label_efficiency: label efficiency beyond the paper)
               nproc_per_node:int=1,        # processes for the training stages, started by torchrun on this node (data-parallel; GPUs: one each)
+              per_device_batch:int|None=None, # images per process: batch_size = this × nproc-per-node, lr scaled linearly (config.for_devices)
               log:bool=True                # print each stage's progress
              ) -> dict:
     "Run the pipeline's stage notebooks for a preset; returns the run's ledger."
     if not isinstance(nproc_per_node, int) or nproc_per_node < 1: raise ValueError(f"--nproc-per-node must be a positive integer, got {nproc_per_node!r}")
+    if per_device_batch is not None:   # the global batch and lr for this many devices, applied as --set would be
+        from fundus_mtl.config import for_devices
+        scaled = for_devices(get_config(preset, **(overrides or {})), nproc_per_node, per_device_batch)
+        overrides = {**(overrides or {}), "batch_size": scaled.batch_size, "lr": scaled.lr}
     cfg = stage_config(preset, out, data_root, device, overrides, save=False)   # the run's own config.json with these applied, or a new one
     if cfg.preset != preset: raise ValueError(f"{cfg.run_dir} holds a '{cfg.preset}' run; choose another --out or delete it")
     from fundus_mtl.inference import resolve_device

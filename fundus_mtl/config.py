@@ -11,8 +11,9 @@ from .files import atomic_write_text
 from .rundir import RunDir
 
 # %% auto #0
-__all__ = ['DETAILS', 'CLASS_NAMES', 'PRESETS', 'Config', 'get_config', 'parse_overrides', 'save_config', 'load_config',
-           'project_root', 'resolve_paths', 'real_data_root', 'in_test', 'default_workers', 'stage_config']
+__all__ = ['DETAILS', 'CLASS_NAMES', 'PRESETS', 'Config', 'get_config', 'for_devices', 'parse_overrides', 'save_config',
+           'load_config', 'project_root', 'resolve_paths', 'real_data_root', 'in_test', 'default_workers',
+           'stage_config']
 
 # %% ../nbs/00c_config.ipynb #734907f3
 DETAILS = ("illumination", "clarity", "contrast")  # task A, in the paper's order
@@ -151,6 +152,16 @@ def get_config(preset:str="tiny",  # one of PRESETS
             raise ValueError(f"unknown config field {k!r}; known fields: {', '.join(defaults)}")
         if v is not None: values[k] = _coerce(k, v, defaults[k])
     return Config(**values)
+
+# %% ../nbs/00c_config.ipynb #5bea4f44
+def for_devices(cfg:Config,       # a config sized for one device (a preset's)
+                n_devices:int,    # processes that will train (GPUs)
+                per_device:int    # images per device and step
+               ) -> Config:
+    "`cfg` for `n_devices` devices of `per_device` images each: global batch per_device × n_devices, lr scaled linearly with it."
+    if n_devices < 1 or per_device < 1: raise ValueError(f"n_devices and per_device must be positive, got {n_devices} and {per_device}")
+    batch = per_device * n_devices
+    return dataclasses.replace(cfg, batch_size=batch, lr=cfg.lr * batch / cfg.batch_size)
 
 # %% ../nbs/00c_config.ipynb #51fafe63
 def parse_overrides(items:list[str]|None  # `key=value` strings; values may be JSON
