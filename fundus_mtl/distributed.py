@@ -4,7 +4,7 @@
 
 # %% ../nbs/03c_distributed.ipynb #28e78233
 from __future__ import annotations
-import os, sys
+import atexit, os, sys
 from dataclasses import dataclass
 import numpy as np
 import torch
@@ -47,7 +47,9 @@ def setup_distributed(device:torch.device  # the device the config asks for (`in
         if d.local_rank >= torch.cuda.device_count():
             raise RuntimeError(f"local rank {d.local_rank} but {torch.cuda.device_count()} GPU(s) on this node: --nproc-per-node at most the GPUs")
         device = torch.device("cuda", d.local_rank); torch.cuda.set_device(device)
-    if not dist.is_initialized(): dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())   # leave before exit: Gloo's threads may abort it otherwise
     return Dist(d.rank, d.world_size, d.local_rank, dist.get_backend()), device
 
 # %% ../nbs/03c_distributed.ipynb #c204a28c
