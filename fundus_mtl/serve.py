@@ -180,7 +180,8 @@ def make_app(scorer:Scorer,                 # the model (`camera.load_scorer`)
     from fastapi.responses import HTMLResponse, JSONResponse
     if max_mb <= 0: raise ValueError(f"max_mb must be positive, got {max_mb}")
     limit = int(max_mb * 2**20)
-    slots = anyio.CapacityLimiter(workers or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    slots = anyio.CapacityLimiter(workers or cores)
     summary = model_summary(scorer, model_path)
     app = FastAPI(title="fundus_mtl at the camera", version=fundus_mtl.__version__,
                   description="Quality of fundus photographs: verdict, detail flags, retake advice, heatmaps. Nothing is kept.")
