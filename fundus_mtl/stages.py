@@ -200,6 +200,11 @@ def linked_copy(run_dir:str|Path,  # the run
     save_config(dataclasses.replace(load_config(run_dir), run_dir=str(dest.resolve())))
     return dest
 
+def _backend(cfg:Config) -> str:
+    "The process group's backend for `cfg`'s device: NCCL between GPUs, Gloo between CPU processes."
+    from fundus_mtl.inference import resolve_device
+    return "nccl" if resolve_device(cfg.device).type == "cuda" else "gloo"
+
 def stage_worker(stage:str,          # a stage of DISTRIBUTED_STAGES
                  run_dir:str|Path,   # the run (its config.json exists)
                  nbs:Path|None=None  # the notebooks folder
@@ -210,8 +215,7 @@ def stage_worker(stage:str,          # a stage of DISTRIBUTED_STAGES
     from fundus_mtl.distributed import torchrun_env
     d, cfg = torchrun_env(), load_config(run_dir)
     if d.main:   # the ledger says the stage is done (reproduce, which started torchrun, records it again with its own measures)
-        from fundus_mtl.inference import resolve_device
-        info = run_stage(stage, cfg, nbs) | dict(backend="nccl" if resolve_device(cfg.device).type == "cuda" else "gloo")
+        info = run_stage(stage, cfg, nbs) | dict(backend=_backend(cfg))
         record_stage(cfg.run_dir, stage, **info)
         return info
     tmp = Path(tempfile.mkdtemp(prefix=f"fundus-mtl-rank{d.rank}-"))
@@ -232,6 +236,4 @@ def _run_distributed(stage:str, cfg:Config, nbs:Path|None, nproc:int) -> dict:
         own = [l for l in r.stderr.splitlines() if l.startswith(("fundus-mtl:", "  the executed notebook"))]   # what each failing process said
         raise StageError(f"stage '{stage}' failed on {nproc} processes (torchrun exit {r.returncode}): "
                          + ("\n".join(own) if own else r.stderr.strip()[-1500:]) + f"\n  rank 0's executed notebook: {out}")
-    from fundus_mtl.inference import resolve_device
-    backend = "nccl" if resolve_device(cfg.device).type == "cuda" else "gloo"
-    return dict(seconds=round(time.time() - t0, 1), notebook=str(out), peak_rss_mb=mem.peak_mb, world_size=nproc, backend=backend, device=cfg.device)
+    return dict(seconds=round(time.time() - t0, 1), notebook=str(out), peak_rss_mb=mem.peak_mb, world_size=nproc, backend=_backend(cfg), device=cfg.device)
