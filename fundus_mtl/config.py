@@ -79,6 +79,11 @@ class Config:
     n_pool: int = 0                  # size of a synthetic unlabelled pool (0: as many as n_eyeq_train)
     budget_fractions: tuple = (0.1, 0.3, 1.0)  # label budgets of the label-efficiency curves
     budget_seeds: tuple = (0, 1, 2)  # seeds of each budget's runs
+    # --- self-supervised pretraining of the trunk (04d_pretrain): labels never used
+    ssl_pool: str = "synthetic"      # unlabelled photographs beside the training splits: a folder (relative: to data_root) | synthetic: generated images | "" (none)
+    ssl_epochs: int = 2              # SimSiam epochs over the pool (real: sized for <= 60 min in fp32 on 2 AVX2 cores)
+    ssl_batch_size: int = 64         # images per step (two views each)
+    ssl_lr: float = 0.05             # base learning rate per 256 images (Chen & He 2021): lr = ssl_lr × ssl_batch_size / 256, cosine decay
     # --- evaluation
     bootstrap: int = 1000
     alpha: float = 0.05
@@ -102,15 +107,16 @@ PRESETS = {
                  lambda_grid=((1.0, 1.0),), bootstrap=1000, num_workers=1),
     "real": dict(data_source="real", image_size=160, epochs_teacher=15, epochs_st=15, epochs_mt=10,   # the recipe frozen in 07e:
                  lambda_grid=((1.0, 1.0),), checkpoint="last", bootstrap=1000, num_workers=1,       # λ fixed, last epoch's weights,
-                 class_weight="balanced", equalize=True, budget_seeds=(0, 1)),                      # FOV-equalised (chosen on validation)
+                 class_weight="balanced", equalize=True, budget_seeds=(0, 1),                       # FOV-equalised (chosen on validation)
+                 ssl_pool="eyepacs-unlabeled256", ssl_epochs=7),                                    # pretraining: ~54 min fp32 on 2 AVX2 cores (04d)
     "paper-eyeq": dict(data_source="paper-eyeq", settings=("eyeq",), image_size=512,
                        epochs_teacher=115, epochs_st=115, epochs_mt=115, batch_size=16,
                        weights="imagenet", lambda_grid=((1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.1, 1.0)),
-                       bootstrap=1000, sig_test="wilcoxon"),
+                       bootstrap=1000, sig_test="wilcoxon", ssl_pool=""),
     "paper-deepdrid": dict(data_source="paper-deepdrid", settings=("deepdrid",), image_size=512,
                            epochs_teacher=115, epochs_st=115, epochs_mt=115, batch_size=16,
                            weights="imagenet", lambda_grid=((1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.1, 1.0)),
-                           bootstrap=1000, sig_test="wilcoxon"),
+                           bootstrap=1000, sig_test="wilcoxon", ssl_pool=""),
 }
 PRESETS["replicates"] = {**PRESETS["real"], **dict(   # the replicate protocol's recipe, frozen before its runs (07e_replicates)
     settings=("eyeq",), image_size=128, epochs_st=10, epochs_mt=6, lambda_grid=((1.0, 1.0),), checkpoint="last")}

@@ -10,8 +10,8 @@ import pandas as pd
 from .config import Config, DETAILS
 from .files import atomic_write_text
 from .cache import CachedImages, CachedDataset, build_cache
-from .datasets import IMAGE_EXTS
 from .prepare import data_lock, synth_dir
+from .pretrain import unlabeled_paths
 from .inference import predict
 from .train import load_model
 from .losses import UNLABELED
@@ -79,18 +79,8 @@ def budget_rows(labels:np.ndarray,  # canonical overall labels aligned with the 
 # %% ../nbs/06a_distill.ipynb #24c191c3
 def pool_paths(cfg:Config # a Config: unlabeled_pool (a folder, relative to data_root, or 'synthetic') and n_pool
               ) -> list[str]:
-    "Image files of the unlabelled pool of `cfg` (empty when `unlabeled_pool` is '')."
-    if not cfg.unlabeled_pool: return []
-    if cfg.unlabeled_pool == "synthetic":
-        if cfg.data_source != "synthetic": raise ValueError(f"unlabeled_pool='synthetic' needs data_source='synthetic', not {cfg.data_source!r}")
-        from fundus_mtl.synth import write_synthetic_pool
-        return [str(p) for p in write_synthetic_pool(cfg, synth_dir(cfg)/"pool", cfg.n_pool or cfg.n_eyeq_train)]
-    d = Path(cfg.unlabeled_pool)
-    d = d if d.is_absolute() else Path(cfg.data_root)/d
-    if not d.is_dir(): raise FileNotFoundError(f"unlabelled pool folder {d} not found (unlabeled_pool={cfg.unlabeled_pool!r}, relative to data_root)")
-    files = sorted(str(p) for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-    if not files: raise ValueError(f"unlabelled pool folder {d} holds no images ({', '.join(sorted(IMAGE_EXTS))})")
-    return files
+    "Image files of the unlabelled pool of `cfg` (empty when `unlabeled_pool` is ''): `04d_pretrain.unlabeled_paths` of `unlabeled_pool`."
+    return unlabeled_paths(cfg, cfg.unlabeled_pool)
 
 def pool_data(cfg:Config,          # the run's Config: unlabeled_pool, image size, data_dir, and run_dir with the Teacher
               progress:bool=False  # show the cache builder's progress bar

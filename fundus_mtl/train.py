@@ -20,8 +20,8 @@ from .inference import resolve_device, resolve_precision, autocast, prepare_mode
 from .distributed import Dist, setup_distributed, all_reduce_sum, shard, gather_shards, broadcast, sync_module
 
 # %% auto #0
-__all__ = ['HISTORY_COLUMNS', 'CHECKPOINTS', 'seed_everything', 'scaled_milestones', 'fit_meta', 'FitResult', 'fit',
-           'plot_history', 'model_from_checkpoint', 'load_model']
+__all__ = ['HISTORY_COLUMNS', 'CHECKPOINTS', 'seed_everything', 'scaled_milestones', 'rng_state', 'set_rng_state', 'fit_meta',
+           'FitResult', 'fit', 'plot_history', 'model_from_checkpoint', 'load_model']
 
 # %% ../nbs/04_train.ipynb #dd9dc764
 def seed_everything(seed:int  # the run's seed (cfg.seed)
@@ -42,14 +42,17 @@ def scaled_milestones(epochs:int,                    # length of this run
     return out
 
 # %% ../nbs/04_train.ipynb #4f849bc7
-def _rng_state(g:torch.Generator) -> dict:
+def rng_state(g:torch.Generator  # the data loader's shuffling generator
+             ) -> dict:
     "The states of every random generator a training epoch uses (weights_only-loadable)."
     name, key, pos, has_gauss, gauss = np.random.get_state()
     return dict(torch=torch.get_rng_state(), cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
                 numpy=(name, key.tolist(), int(pos), int(has_gauss), float(gauss)), python=random.getstate(), loader=g.get_state())
 
-def _set_rng_state(s:dict, g:torch.Generator):
-    "Restore the generator states saved by `_rng_state`."
+def set_rng_state(s:dict,            # what `rng_state` returned (or read back from a checkpoint)
+                  g:torch.Generator  # the data loader's shuffling generator, set in place
+                 ):
+    "Restore the generator states saved by `rng_state`."
     torch.set_rng_state(s["torch"])
     if s["cuda"] and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s["cuda"])
     name, key, pos, has_gauss, gauss = s["numpy"]
@@ -146,7 +149,7 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"]); scaler.load_state_dict(ck["scaler"])
         st = {k: ck[k] for k in st}
-        _set_rng_state(ck["rng"], g)
+        set_rng_state(ck["rng"], g)
     else:
         seed_everything(cfg.seed); g.manual_seed(cfg.seed)
     sampler = torch.utils.data.DistributedSampler(train_ds, d.world_size, d.rank, shuffle=True, seed=cfg.seed) if d.active else None
@@ -187,7 +190,7 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
         if writes:   # rank 0 alone writes the run; the others resume from what it wrote (`broadcast` above)
             atomic_write_text(out_dir/HISTORY_FILE, pd.DataFrame(st["history"], columns=HISTORY_COLUMNS).to_csv(index=False))
             atomic_torch_save(last_f, dict(model=_cpu_state(model), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                           scaler=scaler.state_dict(), epochs=epochs, rng=_rng_state(g), **st))
+                                           scaler=scaler.state_dict(), epochs=epochs, rng=rng_state(g), **st))
         if progress: tqdm.write(f"epoch {epoch}/{epochs}  lr {lr:.2g}  loss {loss_sum / max(n, 1):.4f}  val {score:.4f}  {n / train_s:.0f} img/s")
     return _result(model, best_f, st["history"], d)
 
