@@ -16,7 +16,7 @@ from .stages import PeakMemory   # not used here: tests/test_resume_reproduce.py
 
 # %% auto #0
 __all__ = ['NOT_OPTIONS', 'ALIASES', 'COMMANDS', 'options_from', 'command_parser', 'reproduce', 'synth', 'synth_table',
-           'evaluate', 'predict', 'report', 'replicates', 'export', 'serve', 'stage', 'main']
+           'evaluate', 'predict', 'report', 'replicates', 'export', 'serve', 'stage', 'pretrain', 'main']
 
 # %% ../nbs/12_cli.ipynb #7cfc5189
 NOT_OPTIONS = ("log", "progress")   # how a call reports, not what it does: never options
@@ -273,9 +273,37 @@ def stage(stage:str,            # a training stage (teacher, student, efficiency
     if stage not in DISTRIBUTED_STAGES: raise ValueError(f"{stage!r} does not train; stages for torchrun: {', '.join(DISTRIBUTED_STAGES)}")
     return stage_worker(stage, run_dir, Path(nbs) if nbs else None)
 
+def pretrain(out:str,                     # the pretraining's folder: pool.csv, history.csv, last.pt, then trunk.pt, the card, the probe and figures
+             *,
+             preset:str="real",           # a preset of config.PRESETS: its ssl_* settings, image size and data
+             run:str|None=None,           # the prepared run whose splits decide what pretraining may see (default runs/<preset>; prepared when missing)
+             data_root:str|None=None,     # folder of the real datasets (default ../shared/data)
+             overrides:dict|None=None,    # Config fields to change, e.g. precision=fp32 ssl_epochs=3 (values may be JSON)
+             budget_minutes:float|None=None, # stop cleanly before an epoch the time left would not cover; run again to resume
+             no_probe:bool=False,         # skip the linear probe, the figures and the card at the end
+             log:bool=True                # print progress and the result
+            ) -> dict:
+    "Pretrain the ResNet-18 trunk self-supervised (SimSiam) on unlabelled photographs and training splits; resumable; writes trunk.pt for weights=, its card and a linear probe."
+    from fundus_mtl.pretrain import pretrain as run_pretrain
+    cfg = stage_config(preset, run, data_root, None, overrides, save=False)   # the run's own config.json with these applied, or a new one
+    if cfg.preset != preset: raise ValueError(f"{cfg.run_dir} holds a '{cfg.preset}' run, not '{preset}': choose another --run")
+    if not RunDir(cfg.run_dir).config.exists(): save_config(cfg)
+    res = run_pretrain(cfg, out, budget_minutes=budget_minutes, progress=log)
+    if not res.finished:
+        if log: print(f"stopped after epoch {res.epochs} of {cfg.ssl_epochs} (budget): run the same command again to resume")
+        return dict(finished=False, epochs=res.epochs)
+    card = {}
+    if not no_probe:
+        from fundus_mtl.probe import write_pretrain_results
+        card = write_pretrain_results(cfg, res, out)
+    if log:
+        print(f"{res.weights} ({res.weights.stat().st_size / 1e6:.1f} MB): start any model from it with --set weights={res.weights}")
+        if card: print(pd.DataFrame(card["probe"]).to_string(index=False))
+    return dict(finished=True, epochs=res.epochs, weights=str(res.weights), card=card)
+
 
 # %% ../nbs/12_cli.ipynb #929a1697
-COMMANDS = dict(reproduce=reproduce, synth=synth, predict=predict, report=report, evaluate=evaluate, replicates=replicates, export=export, serve=serve, stage=stage)   # subcommand -> function
+COMMANDS = dict(reproduce=reproduce, synth=synth, predict=predict, report=report, evaluate=evaluate, replicates=replicates, export=export, serve=serve, stage=stage, pretrain=pretrain)   # subcommand -> function
 
 def main(argv:list|None=None  # the command-line arguments (default: sys.argv[1:])
         ) -> int:

@@ -146,7 +146,7 @@ def pretrain_recipe(cfg:Config,       # the pretraining's Config
                     pool:pd.DataFrame # `pretrain_pool`'s table
                    ) -> dict:
     "What the pretrained weights depend on: trunk, start, size, preprocessing, epochs, batch, lr, seed, and the hash of the pool's content."
-    used = pool.loc[pool["excluded"] == "", "sha256"]
+    used = pool.loc[(pool["excluded"] == "") & pool.get("readable", True), "sha256"]
     return dict(backbone=cfg.backbone, weights=str(cfg.weights), image_size=cfg.image_size, equalize=cfg.equalize, epochs=cfg.ssl_epochs,
                 batch_size=cfg.ssl_batch_size, lr=pretrain_lr(cfg), seed=cfg.seed, crop_scale=list(CROP_SCALE), images=int(len(used)),
                 pool_sha256=hashlib.sha256("".join(sorted(used)).encode()).hexdigest())

@@ -18,9 +18,9 @@ from .replicate_stats import paired_summary, verdict
 from .replicates import replicate_records
 
 # %% auto #0
-__all__ = ['MODEL_LABELS', 'COMPARISONS', 'PAPER_EYEQ', 'n_classes_of', 'model_scores', 'seeds_overall', 'hierarchical_bootstrap',
-           'seeds_summary', 'replicates_needed', 'verdict_markdown', 'host_dependence', 'seeds_figure', 'write_seeds',
-           'update_block']
+__all__ = ['MODEL_LABELS', 'COMPARISONS', 'PAPER_EYEQ', 'BASELINE_ARM', 'ARM_QUANTITIES', 'n_classes_of', 'model_scores',
+           'seeds_overall', 'hierarchical_bootstrap', 'seeds_summary', 'replicates_needed', 'verdict_markdown',
+           'host_dependence', 'seeds_arms', 'seeds_figure', 'write_seeds', 'update_block']
 
 # %% ../nbs/07f_replicate_tables.ipynb #c540d5e1
 MODEL_LABELS = dict(st="ST", mt="MT", st_ext="ST-extended", mt_permuted="MT-permuted")   # how the tables name the models
@@ -142,6 +142,9 @@ def verdict_markdown(overall:pd.DataFrame,  # `seeds_overall`'s table
         hd = host_dependence(g)
         text += " " + hd.iloc[0]["sentence"] if len(hd) else ""
         paras.append(text + "\n\n" + "\n".join(f"- {v}" for v in summary.loc[summary["arm"] == arm, "verdict"]))
+    for pair, g in summary[summary["arm"].str.contains(" vs ", regex=False)].groupby("arm", sort=True):   # `seeds_arms`' rows
+        paras.append(f"**Arms `{pair}`** (paired by replicate): does the start raise each model, and does it change MT − ST-extended?\n\n"
+                     + "\n".join(f"- {v}" for v in g["verdict"]))
     return "\n\n".join(paras) + "\n"
 
 # %% ../nbs/07f_replicate_tables.ipynb #4a82b84b
@@ -171,6 +174,49 @@ def host_dependence(overall:pd.DataFrame,  # `seeds_overall`'s table (cpu and pr
                          n={k: len(v) for k, v in groups.items()}, sentence=text))
     return pd.DataFrame(rows)
 
+# %% ../nbs/07f_replicate_tables.ipynb #a0024913
+BASELINE_ARM = "scratch"   # the arm every other arm is compared with (random initial weights)
+ARM_QUANTITIES = (("st", None), ("st_ext", None), ("mt", None), ("mt", "st_ext"))   # a model's test F1, or the difference of two models of one replicate
+
+def seeds_arms(root:str|Path,             # the study's folder
+               overall:pd.DataFrame,      # `seeds_overall(root)`
+               baseline:str=BASELINE_ARM, # the arm the others are compared with
+               B:int=2000,                # hierarchical bootstrap resamples (single-model rows)
+               margin:float=TOST_MARGIN,  # equivalence margin (F1)
+               alpha:float=0.05           # level of the tests and CIs
+              ) -> pd.DataFrame:
+    "One row per other arm and quantity (`ARM_QUANTITIES`): arm − baseline, paired by replicate, with `seeds_summary`'s columns (arm = 'A vs baseline')."
+    run, rows = RunDir(root), []
+    f1 = {arm: g.pivot(index="seed", columns="model", values="f1") for arm, g in overall.groupby("arm", sort=True)}
+    if baseline not in f1: return pd.DataFrame(columns=["arm", "comparison"])
+    for arm in [a for a in f1 if a != baseline]:
+        arm_rows = []
+        for a, b in ARM_QUANTITIES:
+            value = lambda t: t[a] - t[b] if b else t[a]
+            both = pd.concat([value(f1[arm]), value(f1[baseline])], axis=1, keys=["arm", "base"]).dropna()
+            name = MODEL_LABELS[a] + (f" − {MODEL_LABELS[b]}" if b else "")
+            row = dict(arm=f"{arm} vs {baseline}", comparison=f"{name}: {arm} − {baseline}", n=len(both))
+            if len(both) < 2:
+                d = (both["arm"] - both["base"]).to_numpy()
+                arm_rows.append(row | dict(mean_diff=float(d.mean()) if len(d) else np.nan, wins=int((d > 0).sum()), losses=int((d < 0).sum()),
+                                           verdict=f"No verdict on {name} ({arm} vs {baseline}): {len(both)} paired replicate(s); at least 2 are needed to compare, 3 for a verdict.")); continue
+            s = paired_summary(both["arm"].to_numpy(), both["base"].to_numpy(), margin, alpha)
+            lo = hi = np.nan
+            if b is None:
+                reps = []
+                for seed in both.index:
+                    pa, pb = (pd.read_csv(run.replicate_predictions(x, seed, a)) for x in (arm, baseline))
+                    if not pa["image"].equals(pb["image"]): raise ValueError(f"seed {seed}: {a} of arms {arm} and {baseline} were not scored on the same test images")
+                    reps.append((pa["label"].to_numpy(), pa["pred"].to_numpy(), pb["pred"].to_numpy(), pa["group"].astype(str).to_numpy()))
+                h = hierarchical_bootstrap(reps, n_classes_of(pa), B)
+                lo, hi = float(np.quantile(h, alpha / 2)), float(np.quantile(h, 1 - alpha / 2))
+            arm_rows.append(row | dict(mean_diff=s["mean_diff"], ci_lo=lo, ci_hi=hi, ci_lo_t=s["ci_lo"], ci_hi_t=s["ci_hi"], p_t=s["p_t"],
+                                       p_wilcoxon=s["p_wilcoxon"], d_z=s["d_z"], wins=s["wins"], losses=s["losses"], p_tost=s["p_tost"], margin=margin,
+                                       mdd=s["min_detectable"], verdict=verdict(s, f"{name} from {arm}", f"{name} from {baseline}")))
+        for r, ph in zip(arm_rows, holm([r.get("p_t", np.nan) for r in arm_rows])): r["p_holm"] = float(ph)
+        rows += arm_rows
+    return pd.DataFrame(rows)
+
 # %% ../nbs/07f_replicate_tables.ipynb #ad262833
 def seeds_figure(overall:pd.DataFrame,   # `seeds_overall`'s table
                  paper:dict|None=PAPER_EYEQ # model -> the paper's F1, drawn as marks (None: none)
@@ -198,6 +244,7 @@ def write_seeds(root:str|Path,   # the study's folder (or a committed copy of it
     "Write tables/seeds_overall, tables/seeds_summary (.csv, .md), tables/seeds_verdict.md and figures/seeds.png from every finished replicate; returns the tables."
     run = RunDir(root)
     overall = seeds_overall(root); summary = seeds_summary(root, overall, B)
+    if len(arms := seeds_arms(root, overall, B=B)): summary = pd.concat([summary, arms.reindex(columns=summary.columns)], ignore_index=True)
     hosts = "; ".join(f"{c} ({p})" for c, p in overall[["cpu", "precision"]].drop_duplicates().itertuples(index=False))
     n = overall.groupby("arm")["seed"].nunique().to_dict()
     write_table(run.tables/"seeds_overall", overall.round(4), f"Test scores of every model of every replicate ({n} replicates per arm), recomputed from each "
@@ -205,7 +252,8 @@ def write_seeds(root:str|Path,   # the study's folder (or a committed copy of it
     write_table(run.tables/"seeds_summary", summary.round(4), f"Paired differences across replicates (per arm, A − B in test macro F1). ci_lo/ci_hi: "
                 f"hierarchical bootstrap 95 % CI ({B} resamples: replicates, then patients within each); ci_lo_t/ci_hi_t: t interval over replicates; "
                 f"p_holm: Holm across the arm's {len(COMPARISONS)} comparisons; p_tost: equivalence within ±{TOST_MARGIN:g}; mdd: the difference "
-                "detectable with 80 % power at this n. The verdict reads the t interval and TOST (unadjusted).")
+                "detectable with 80 % power at this n. The verdict reads the t interval and TOST (unadjusted). Rows 'A vs scratch': arm A minus the baseline arm, "
+                "paired by replicate (same seed and validation split), for each model's F1 and for MT − ST-extended (t interval only).")
     atomic_write_text(run.tables/"seeds_verdict.md", verdict_markdown(overall, summary))
     fig = seeds_figure(overall)
     save_figure(fig, run.figures/"seeds.png", "Test macro F1 of every replicate (grey: one replicate's models, joined), the mean over replicates (bars) "

@@ -18,6 +18,7 @@ from .inference import cpu_supports_bf16, predict, resolve_device, resolve_preci
 from .metrics import detail_f1, overall_f1
 from .teacher import ensure_data, train_teacher, write_pseudo_labels, NEAR_CONSTANT
 from .student import setting_data, prediction_table, fit_st, fit_mt, fit_st_ext
+from .pretrain import content_hash
 
 # %% auto #0
 __all__ = ['PREPROCESSING_OPTIONS', 'RECIPE_FREE', 'study_config', 'recipe', 'preprocessing_config', 'teacher_evidence',
@@ -167,7 +168,7 @@ def run_replicate(cfg:Config,            # the study's config
         atomic_write_csv(study.replicate_predictions(arm, seed, m), t)
         probs = t[[c for c in t if c.startswith("p_") and c[2:] not in DETAILS]].to_numpy()
         models[m] = dict(val_f1=round(float(r.best_score), 6), test_f1=round(overall_f1(probs, t["label"].to_numpy()), 6), seconds=round(float(r.seconds), 1))
-    record = dict(arm=arm, seed=int(seed), setting=setting, weights=rc.weights, lambdas=[la, lb], preprocessing=prot["preprocessing"]["chosen"],
+    record = dict(arm=arm, seed=int(seed), setting=setting, weights=rc.weights, weights_sha256=content_hash(rc.weights) if Path(rc.weights).is_file() else None, lambdas=[la, lb], preprocessing=prot["preprocessing"]["chosen"],
                   images=dict(train=len(d.rows["train"]), val=len(d.rows["val"]), test=len(d.rows["test"])), models=models,
                   seconds=round(time.time() - t0, 1), host=host_info(), precision=resolve_precision(rc.precision, resolve_device(rc.device)),
                   commit=code_commit(), finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))

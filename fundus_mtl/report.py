@@ -89,6 +89,9 @@ def render_report(run_dir:str|Path # the run directory
          f"<p>preset <b>{html.escape(str(cfg.get('preset', '?')))}</b>, {html.escape(str(cfg.get('data_source', '?')))} data, "
          f"{cfg.get('image_size', '?')} px; fundus_mtl {__version__}; report written "
          f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}.</p>"]
+    if str(w := cfg.get("weights", "none")).lower() not in ("none", "imagenet"):   # a backbone start from a file: name it and its content
+        from fundus_mtl.pretrain import content_hash
+        h.append(f"<p>backbone start: <code>{html.escape(w)}</code> " + (f"(SHA-256 <code>{content_hash(w)}</code>)" if Path(w).is_file() else "<b>(file missing)</b>") + "</p>")
     if ledger:
         st = pd.DataFrame([{"stage": s, "seconds": v.get("seconds"), "peak memory (MB)": v.get("peak_rss_mb"), "finished": v.get("finished"),
                             "notebook": f"<a href='{html.escape(os.path.relpath(v['notebook'], root))}'>{html.escape(Path(v['notebook']).name)}</a>"
