@@ -27,7 +27,7 @@ __all__ = ['PREPROCESSING_OPTIONS', 'RECIPE_FREE', 'study_config', 'recipe', 'pr
 
 # %% ../nbs/07e_replicates.ipynb #00a860ac
 PREPROCESSING_OPTIONS = {"raw": dict(equalize=False), "equalized": dict(equalize=True)}   # option -> Config fields it sets
-RECIPE_FREE = ("run_dir", "data_dir", "data_root", "device", "precision", "num_workers",   # fields that may differ between the slices of one study:
+RECIPE_FREE = ("run_dir", "data_dir", "data_root", "device", "precision", "num_workers", "cudnn_benchmark",   # fields that may differ between the slices of one study:
                "ssl_pool", "ssl_epochs", "ssl_batch_size", "ssl_lr")   # paths, the device, and how a pretrained start was made (an arm's weights file, hashed in each record)
 
 def study_config(preset:str="replicates",   # a preset of config.PRESETS (`replicates` on real data; `tiny` with overrides in tests)
