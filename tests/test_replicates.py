@@ -67,3 +67,13 @@ def test_replicates_command_refuses_an_unfair_recipe(tmp_path):
     r = subprocess.run([str(EXE), "replicates", str(tmp_path / "s"), "--preset", "tiny"], capture_output=True, text=True)
     assert r.returncode == 2 and "one task-B setting" in r.stderr, r.stderr
     assert not (tmp_path / "s").exists()
+
+
+def test_the_committed_study_can_be_continued_by_this_code():
+    # a replicate's recipe is every Config field not in RECIPE_FREE: a new field that is not listed there makes the
+    # committed study refuse its next slice (cudnn_benchmark did, 2026-12-05); a real change of recipe needs a new study
+    from fundus_mtl.replicates import RECIPE_FREE, recipe, study_config
+    prot = json.loads((Path(__file__).resolve().parents[1] / "results/real/replicates/protocol.json").read_text())
+    now = recipe(study_config("replicates"))
+    changed = sorted(k for k in set(prot["recipe"]) | set(now) if prot["recipe"].get(k) != now.get(k))
+    assert not changed, f"fields {changed} differ from results/real/replicates/protocol.json: list device-only fields in RECIPE_FREE ({RECIPE_FREE})"
