@@ -19,8 +19,8 @@ from .replicates import replicate_records
 
 # %% auto #0
 __all__ = ['MODEL_LABELS', 'COMPARISONS', 'PAPER_EYEQ', 'BASELINE_ARM', 'ARM_QUANTITIES', 'n_classes_of', 'model_scores',
-           'seeds_overall', 'hierarchical_bootstrap', 'seeds_summary', 'replicates_needed', 'verdict_markdown',
-           'host_dependence', 'seeds_arms', 'seeds_figure', 'write_seeds', 'update_block']
+           'seeds_overall', 'hierarchical_bootstrap', 'paired_ci', 'seeds_summary', 'replicates_needed',
+           'verdict_markdown', 'host_dependence', 'seeds_arms', 'seeds_figure', 'write_seeds', 'update_block']
 
 # %% ../nbs/07f_replicate_tables.ipynb #c540d5e1
 MODEL_LABELS = dict(st="ST", mt="MT", st_ext="ST-extended", mt_permuted="MT-permuted")   # how the tables name the models
@@ -72,6 +72,20 @@ def hierarchical_bootstrap(reps:list,       # per replicate: (labels, A's predic
         diff[r] = scores_from_confusion(confusions(y, pa, n_classes, weights=w))["F1"] - scores_from_confusion(confusions(y, pb, n_classes, weights=w))["F1"]
     return diff[sel, np.arange(B * R).reshape(B, R)].mean(1)
 
+def paired_ci(root:str|Path,  # the study's folder
+              pairs:list,     # per replicate: ((arm, seed, model) of A, (arm, seed, model) of B), scored on the same test images
+              B:int=2000,     # resamples
+              alpha:float=0.05 # the CI covers 1 − alpha
+             ) -> tuple[float, float]:
+    "The hierarchical bootstrap CI of the mean test-F1 difference A − B over the replicates of `pairs`, from their predictions files."
+    run, reps = RunDir(root), []
+    for ka, kb in pairs:
+        pa, pb = (pd.read_csv(run.replicate_predictions(*k)) for k in (ka, kb))
+        if not pa["image"].equals(pb["image"]): raise ValueError(f"{'/'.join(map(str, ka))} and {'/'.join(map(str, kb))} were not scored on the same test images")
+        reps.append((pa["label"].to_numpy(), pa["pred"].to_numpy(), pb["pred"].to_numpy(), pa["group"].astype(str).to_numpy()))
+    h = hierarchical_bootstrap(reps, n_classes_of(pa), B)
+    return float(np.quantile(h, alpha / 2)), float(np.quantile(h, 1 - alpha / 2))
+
 # %% ../nbs/07f_replicate_tables.ipynb #d194687f
 def seeds_summary(root:str|Path,             # the study's folder
                   overall:pd.DataFrame|None=None, # `seeds_overall(root)` when already computed
@@ -81,7 +95,7 @@ def seeds_summary(root:str|Path,             # the study's folder
                  ) -> pd.DataFrame:
     "One row per arm and comparison: mean paired difference with hierarchical and t CIs, tests, Holm, TOST, detectable difference, verdict."
     overall = seeds_overall(root) if overall is None else overall
-    run, rows = RunDir(root), []
+    rows = []
     for arm, g in overall.groupby("arm", sort=True):
         f1 = g.pivot(index="seed", columns="model", values="f1")
         arm_rows = []
@@ -93,14 +107,9 @@ def seeds_summary(root:str|Path,             # the study's folder
                                      wins=int((d > 0).sum()), losses=int((d < 0).sum()),
                                      verdict=f"No verdict: {len(both)} replicate(s); at least 2 are needed to compare, 3 for a verdict.")); continue
             s = paired_summary(both[a].to_numpy(), both[b].to_numpy(), margin, alpha)
-            reps = []
-            for seed in both.index:
-                pa, pb = (pd.read_csv(run.replicate_predictions(arm, seed, m)) for m in (a, b))
-                if not pa["image"].equals(pb["image"]): raise ValueError(f"{arm}/seed {seed}: {a} and {b} were not scored on the same test images")
-                reps.append((pa["label"].to_numpy(), pa["pred"].to_numpy(), pb["pred"].to_numpy(), pa["group"].astype(str).to_numpy()))
-            h = hierarchical_bootstrap(reps, n_classes_of(pa), B)
+            lo, hi = paired_ci(root, [((arm, seed, a), (arm, seed, b)) for seed in both.index], B, alpha)
             arm_rows.append(dict(arm=arm, comparison=f"{MODEL_LABELS[a]} − {MODEL_LABELS[b]}", n=s["n"], mean_diff=s["mean_diff"],
-                                 ci_lo=float(np.quantile(h, alpha / 2)), ci_hi=float(np.quantile(h, 1 - alpha / 2)), ci_lo_t=s["ci_lo"], ci_hi_t=s["ci_hi"],
+                                 ci_lo=lo, ci_hi=hi, ci_lo_t=s["ci_lo"], ci_hi_t=s["ci_hi"],
                                  p_t=s["p_t"], p_wilcoxon=s["p_wilcoxon"], d_z=s["d_z"], wins=s["wins"], losses=s["losses"], p_tost=s["p_tost"],
                                  margin=margin, mdd=s["min_detectable"], verdict=verdict(s, MODEL_LABELS[a], MODEL_LABELS[b])))
         p = [r.get("p_t", np.nan) for r in arm_rows]
@@ -186,7 +195,7 @@ def seeds_arms(root:str|Path,             # the study's folder
                alpha:float=0.05           # level of the tests and CIs
               ) -> pd.DataFrame:
     "One row per other arm and quantity (`ARM_QUANTITIES`): arm − baseline, paired by replicate, with `seeds_summary`'s columns (arm = 'A vs baseline')."
-    run, rows = RunDir(root), []
+    rows = []
     f1 = {arm: g.pivot(index="seed", columns="model", values="f1") for arm, g in overall.groupby("arm", sort=True)}
     if baseline not in f1: return pd.DataFrame(columns=["arm", "comparison"])
     for arm in [a for a in f1 if a != baseline]:
@@ -201,15 +210,7 @@ def seeds_arms(root:str|Path,             # the study's folder
                 arm_rows.append(row | dict(mean_diff=float(d.mean()) if len(d) else np.nan, wins=int((d > 0).sum()), losses=int((d < 0).sum()),
                                            verdict=f"No verdict on {name} ({arm} vs {baseline}): {len(both)} paired replicate(s); at least 2 are needed to compare, 3 for a verdict.")); continue
             s = paired_summary(both["arm"].to_numpy(), both["base"].to_numpy(), margin, alpha)
-            lo = hi = np.nan
-            if b is None:
-                reps = []
-                for seed in both.index:
-                    pa, pb = (pd.read_csv(run.replicate_predictions(x, seed, a)) for x in (arm, baseline))
-                    if not pa["image"].equals(pb["image"]): raise ValueError(f"seed {seed}: {a} of arms {arm} and {baseline} were not scored on the same test images")
-                    reps.append((pa["label"].to_numpy(), pa["pred"].to_numpy(), pb["pred"].to_numpy(), pa["group"].astype(str).to_numpy()))
-                h = hierarchical_bootstrap(reps, n_classes_of(pa), B)
-                lo, hi = float(np.quantile(h, alpha / 2)), float(np.quantile(h, 1 - alpha / 2))
+            lo, hi = paired_ci(root, [((arm, seed, a), (baseline, seed, a)) for seed in both.index], B, alpha) if b is None else (np.nan, np.nan)
             arm_rows.append(row | dict(mean_diff=s["mean_diff"], ci_lo=lo, ci_hi=hi, ci_lo_t=s["ci_lo"], ci_hi_t=s["ci_hi"], p_t=s["p_t"],
                                        p_wilcoxon=s["p_wilcoxon"], d_z=s["d_z"], wins=s["wins"], losses=s["losses"], p_tost=s["p_tost"], margin=margin,
                                        mdd=s["min_detectable"], verdict=verdict(s, f"{name} from {arm}", f"{name} from {baseline}")))
