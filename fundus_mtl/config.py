@@ -108,7 +108,7 @@ PRESETS = {
     "real": dict(data_source="real", image_size=160, epochs_teacher=15, epochs_st=15, epochs_mt=10,   # the recipe frozen in 07e:
                  lambda_grid=((1.0, 1.0),), checkpoint="last", bootstrap=1000, num_workers=1,       # λ fixed, last epoch's weights,
                  class_weight="balanced", equalize=True, budget_seeds=(0, 1),                       # FOV-equalised (chosen on validation)
-                 ssl_pool="eyepacs-unlabeled256", ssl_epochs=7),                                    # pretraining: ~54 min fp32 on 2 AVX2 cores (04d)
+                 ssl_pool="eyepacs-unlabeled256", ssl_epochs=7),                                    # pretraining: ~55 min fp32 on 2 AVX2 cores (estimate, results/pretrain)
     "paper-eyeq": dict(data_source="paper-eyeq", settings=("eyeq",), image_size=512,
                        epochs_teacher=115, epochs_st=115, epochs_mt=115, batch_size=16,
                        weights="imagenet", lambda_grid=((1.0, 1.0), (0.5, 1.0), (1.0, 0.5), (0.1, 1.0)),
