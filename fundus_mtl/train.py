@@ -145,7 +145,9 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
     if ck is not None:
         if ck["epochs"] != epochs:
             raise ValueError(f"{last_f} belongs to a {ck['epochs']}-epoch run, not {epochs}: its lr schedule differs; use resume=False or another out_dir")
-        if ck["epoch"] >= epochs and best_there: return _result(model, best_f, ck["history"], d)
+        if ck["epoch"] >= epochs:   # finished: last.pt holds the record only, not the resume state
+            if not best_there: raise FileNotFoundError(f"{last_f} records a finished {epochs}-epoch run but {best_f} is missing: restore it, or delete {out_dir} to train again")
+            return _result(model, best_f, ck["history"], d)
         model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"]); scaler.load_state_dict(ck["scaler"])
         st = {k: ck[k] for k in st}
@@ -189,8 +191,9 @@ def fit(model:torch.nn.Module,  # e.g. build_model(cfg, 3, 0); trained in place
         st["epoch"] = epoch
         if writes:   # rank 0 alone writes the run; the others resume from what it wrote (`broadcast` above)
             atomic_write_text(out_dir/HISTORY_FILE, pd.DataFrame(st["history"], columns=HISTORY_COLUMNS).to_csv(index=False))
-            atomic_torch_save(last_f, dict(model=_cpu_state(model), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
-                                           scaler=scaler.state_dict(), epochs=epochs, rng=rng_state(g), **st))
+            atomic_torch_save(last_f, dict(epochs=epochs, **st) if epoch == epochs else   # finished: nothing left to resume
+                              dict(model=_cpu_state(model), optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                                   scaler=scaler.state_dict(), epochs=epochs, rng=rng_state(g), **st))
         if progress: tqdm.write(f"epoch {epoch}/{epochs}  lr {lr:.2g}  loss {loss_sum / max(n, 1):.4f}  val {score:.4f}  {n / train_s:.0f} img/s")
     return _result(model, best_f, st["history"], d)
 

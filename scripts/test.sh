@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/setup.sh
 t0=$(date +%s)
+# a full disk shows up later as an odd torch.save error ("unexpected pos"): say up front how much there is (the suite writes several GB)
+df -h . "${TMPDIR:-/tmp}" | awk 'NR == 1 || !seen[$0]++' | sed 's/^/   /'
 echo "== nbdev_export: the library must match the notebooks"
 nbdev_export
 if [ -n "$(git status --porcelain -- fundus_mtl)" ]; then
@@ -22,6 +24,7 @@ echo "== nbdev_test: every notebook's test cells"
 # code made (the image cache is keyed by each file's mtime, so regenerated images get new entries)
 rm -rf runs/nbtest-* data/synth/tiny-seed0
 nbdev_test --do_print
+rm -rf runs/nbtest-*   # 1-2 GB of tiny models nothing after this reads: the disk CI runs on may be small
 echo "== pytest"
 pytest -ra tests
 echo "== fundus-mtl reproduce --preset tiny --extensions"
