@@ -11,7 +11,7 @@ Everything resumes: a killed call picks up at the last finished epoch (`train.fi
     python scripts/budget_arm.py compare runs/budget/scratch runs/budget/fundus-ssl --results results/real/budget
 """
 from __future__ import annotations
-import argparse, dataclasses, json, os, platform, shutil, subprocess, sys, time
+import argparse, dataclasses, json, os, shutil, subprocess, sys, time
 from pathlib import Path
 
 SHARED = ("data", "teacher", "pseudo_labels.csv")   # what both arms read from the finished run, never write
@@ -32,6 +32,8 @@ def arm(run:str, src:str, weights:str, seeds:list[int]|None, results:str, progre
     from fundus_mtl.student import ensure_students
     from fundus_mtl.budget import write_budget
     from fundus_mtl.pretrain import content_hash
+    from fundus_mtl.replicates import host_info
+    from fundus_mtl.inference import resolve_precision, resolve_device
     run, src = Path(run).resolve(), RunDir(Path(src).resolve())
     missing = [n for n in SHARED if not (src/n).exists()] + [p for p in ("teacher/predictions_test.csv",) if not (src/p).exists()]
     if missing: raise FileNotFoundError(f"{src.root} lacks {missing}: finish its data and teacher stages first")
@@ -61,15 +63,10 @@ def arm(run:str, src:str, weights:str, seeds:list[int]|None, results:str, progre
     for f in OUTPUTS: shutil.copy2(rd/f, out/f)
     rec = dict(run=str(run), shared_from=str(src.root), weights=w if w == "none" else os.path.relpath(w), weights_sha256=None if w == "none" else content_hash(w),
                seeds=list(cfg.budget_seeds), fractions=list(cfg.budget_fractions), seconds_this_call=round(time.time() - t0, 1),
-               host=platform.processor() or platform.machine(), cpu=_cpu(), precision=cfg.precision,
+               **host_info(), precision=resolve_precision(cfg.precision, resolve_device(cfg.device)),
                commit=subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip())
     (out/"arm.json").write_text(json.dumps(rec, indent=1) + "\n")
     return rec
-
-
-def _cpu() -> str:
-    try: return next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration): return platform.processor()
 
 
 def compare(a:str, b:str, results:str) -> "pd.DataFrame":
