@@ -78,15 +78,21 @@ def compare(a:str, b:str, results:str) -> "pd.DataFrame":
     from fundus_mtl.leaf import calibrated_predictions
     from fundus_mtl.evaluation import compare_models
     from fundus_mtl.files import write_table
+    from statsmodels.stats.multitest import multipletests
     ca, cb = load_config(a), load_config(b)
     names = {Path(a).name: ca, Path(b).name: cb}
     ra, rb = names
-    if (ca.budget_seeds, ca.budget_fractions, ca.settings) != (cb.budget_seeds, cb.budget_fractions, cb.settings):
-        raise ValueError("the two arms trained different budgets, seeds or settings: nothing to pair")
+    if (ca.budget_fractions, ca.settings) != (cb.budget_fractions, cb.settings):
+        raise ValueError("the two arms trained different budgets or settings: nothing to pair")
+    # the seeds both arms finished: those in both arms' copied ext4_budget.csv (written once every seed of a call is done),
+    # so nothing here trains -- an arm whose latest call was cut off still has its earlier seeds' table
+    done = [set(pd.read_csv(Path(results)/k/"tables"/"ext4_budget.csv")["seed"]) for k in names]
+    seeds = sorted(done[0] & done[1])
+    if not seeds: raise ValueError(f"no seed finished in both arms (copied tables under {results}): run the arms first")
     rows = []
     for s in ca.settings:
         n = get_setting(s).n_classes
-        for seed in ca.budget_seeds:
+        for seed in seeds:
             leaf = {k: calibrated_predictions(c, s, seed, c.budget_fractions) for k, c in names.items()}
             for f in ca.budget_fractions:
                 p = {k: train_variant(c, s, dict(label_budget=f, seed=seed)) for k, c in names.items()}
@@ -98,13 +104,22 @@ def compare(a:str, b:str, results:str) -> "pd.DataFrame":
                     rows.append(dict(setting=s, budget=f, seed=seed, model=label, n=len(y), **{f"F1 {ra}": r.loc[ra, "value"], f"F1 {rb}": r.loc[rb, "value"]},
                                      diff=r.loc[rb, "diff"], diff_lo=r.loc[rb, "diff_lo"], diff_hi=r.loc[rb, "diff_hi"], p_boot=r.loc[rb, "p_boot"]))
     long = pd.DataFrame(rows)
+    long["p_holm"] = multipletests(long["p_boot"], method="holm")[1]   # the table asks as many questions as it has rows
     show = long.assign(budget=long.budget.map("{:.0%}".format),
-                       **{"F1 − " + ra: [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{'*' if p < ca.alpha else ''}" for d, lo, hi, p in zip(long["diff"], long.diff_lo, long.diff_hi, long.p_boot)]})
-    show = show[["setting", "budget", "seed", "model", "n", f"F1 {ra}", f"F1 {rb}", "F1 − " + ra]].round(3)
+                       **{"F1 − " + ra: [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]{'*' if p < ca.alpha else ''}" for d, lo, hi, p in zip(long["diff"], long.diff_lo, long.diff_hi, long.p_holm)]})
+    show = show[["setting", "budget", "seed", "model", "n", f"F1 {ra}", f"F1 {rb}", "F1 − " + ra, "p_boot", "p_holm"]].round(3)
     write_table(Path(results)/"arms", show, f"Label budget, arm `{rb}` (students start from the pretrained trunk) against arm `{ra}` "
                 f"(from scratch); the Teacher, its pseudo-labels and the data are the same run's in both. Test macro F1 (eyeq) / bad-positive F1 "
-                f"(deepdrid) per seed; the difference with its 95 % CI from {ca.bootstrap} paired bootstrap resamples of the test images, "
-                f"* = p < {ca.alpha}. The LEAF head is refitted on each arm's own signal trunk.", csv=long)
+                f"(deepdrid) per seed ({', '.join(map(str, seeds))}); the difference with its 95 % CI from {ca.bootstrap} paired bootstrap resamples of the "
+                f"test images; p_boot: its two-sided bootstrap p; p_holm: adjusted by Holm over the table's {len(long)} rows; * = p_holm < {ca.alpha}. "
+                f"The LEAF head is refitted on each arm's own signal trunk.", csv=long)
+    if len(seeds) > 1:
+        g = long.groupby(["setting", "budget", "model"], sort=False)
+        mean = g.agg(**{f"F1 {ra}": (f"F1 {ra}", "mean"), f"F1 {rb}": (f"F1 {rb}", "mean"), "mean diff": ("diff", "mean")}).reset_index()
+        mean["seeds better / worse"] = [f"{((h.p_holm < ca.alpha) & (h['diff'] > 0)).sum()} / {((h.p_holm < ca.alpha) & (h['diff'] < 0)).sum()} of {len(h)}" for _, h in g]
+        write_table(Path(results)/"arms_mean", mean.assign(budget=mean.budget.map("{:.0%}".format)).round(3),
+                    f"The table `arms` averaged over seeds {', '.join(map(str, seeds))}: mean test F1 of each arm, the mean difference "
+                    f"`{rb}` − `{ra}`, and in how many seeds `{rb}` was better / worse (p_holm < {ca.alpha}).")
     return long
 
 
