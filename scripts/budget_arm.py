@@ -61,11 +61,15 @@ def arm(run:str, src:str, weights:str, seeds:list[int]|None, results:str, progre
     write_budget(cfg, progress)
     out = Path(results); (out/"tables").mkdir(parents=True, exist_ok=True); (out/"figures").mkdir(exist_ok=True)
     for f in OUTPUTS: shutil.copy2(rd/f, out/f)
-    rec = dict(run=str(run), shared_from=str(src.root), weights=w if w == "none" else os.path.relpath(w), weights_sha256=None if w == "none" else content_hash(w),
-               seeds=list(cfg.budget_seeds), fractions=list(cfg.budget_fractions), seconds_this_call=round(time.time() - t0, 1),
-               **host_info(), precision=resolve_precision(cfg.precision, resolve_device(cfg.device)),
-               commit=subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip())
-    (out/"arm.json").write_text(json.dumps(rec, indent=1) + "\n")
+    git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True, cwd=Path(__file__).parent).stdout.strip()
+    checkout = Path(git("rev-parse", "--git-common-dir")).resolve().parent   # the main checkout, also from a worktree
+    f = out/"arm.json"
+    calls = json.loads(f.read_text())["calls"] if f.exists() else []   # a call that finds its seeds done costs seconds: keep what earlier calls cost
+    calls.append(dict(seeds=list(cfg.budget_seeds), seconds=round(time.time() - t0, 1), **host_info(),
+                      precision=resolve_precision(cfg.precision, resolve_device(cfg.device)), commit=git("rev-parse", "HEAD")))
+    rec = dict(run=str(run), shared_from=str(src.root), weights=w if w == "none" else os.path.relpath(w, checkout),
+               weights_sha256=None if w == "none" else content_hash(w), fractions=list(cfg.budget_fractions), calls=calls)
+    f.write_text(json.dumps(rec, indent=1) + "\n")
     return rec
 
 

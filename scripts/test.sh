@@ -24,7 +24,7 @@ echo "== nbdev_test: every notebook's test cells"
 # code made (the image cache is keyed by each file's mtime, so regenerated images get new entries)
 rm -rf runs/nbtest-* data/synth/tiny-seed0
 nbdev_test --do_print
-rm -rf runs/nbtest-*   # 1-2 GB of tiny models nothing after this reads: the disk CI runs on may be small
+rm -rf runs/nbtest-*   # the stage notebooks' tiny models: nothing after this reads them, and the disk CI runs on may be small
 echo "== pytest"
 pytest -ra tests
 echo "== fundus-mtl reproduce --preset tiny --extensions"
