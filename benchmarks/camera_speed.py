@@ -11,6 +11,7 @@ thread (a camera scores the photograph it just took). Best of `--repeats` passes
     .venv/bin/python benchmarks/camera_speed.py [--images 24] [--repeats 3] [--sizes 160 224]
 """
 import argparse
+import os
 import platform
 import sys
 import tempfile
@@ -38,6 +39,12 @@ def cpu_name() -> str:
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"): return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown CPU"
+
+
+def cpu_units() -> str:
+    "The CPU's vector units that matter to ONNX Runtime's int8 and to bf16."
+    flags = set(next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")), ":").split(":", 1)[1].split())
+    return ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_tile"))
 
 
 def publish(name:str, text:str) -> Path:
@@ -88,7 +95,7 @@ def main():
     for c in ("model_ms", "end_to_end_ms", "with_heatmap_ms"):
         ref = df[df["runtime"] == "torch fp32"].set_index("px")[c]
         df[c.replace("_ms", "_x_torch")] = (ref.reindex(df["px"]).to_numpy() / df[c]).round(2)
-    text = (f"# The camera's runtimes, one photograph at a time\n\nMeasured {date.today().isoformat()} by `benchmarks/camera_speed.py` on {cpu_name()}, "
+    text = (f"# The camera's runtimes, one photograph at a time\n\nMeasured {date.today().isoformat()} by `benchmarks/camera_speed.py` on a {len(os.sched_getaffinity(0))}-core {cpu_name()} ({cpu_units()}), "
             f"{THREADS} threads for the model, torch {torch.__version__.split('+')[0]}, best of {a.repeats} passes over {a.images} DrimDB photographs "
             f"(760x570 JPEG) after a warm-up. fp32 everywhere except the int8 rows (torch's bf16 path is not the camera's: a camera PC "
             f"seldom has bf16 units). Ratios are torch fp32's time over the row's, in the same run (> 1: faster). `end_to_end`: decode, FOV crop, "

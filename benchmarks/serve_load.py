@@ -28,13 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from fundus_mtl.fixtures import bomb_png, write_dicom        # noqa: E402
-from camera_speed import cpu_name, publish                   # noqa: E402
-
-
-def cpu_units() -> str:
-    "The CPU's vector units that matter to ONNX Runtime's int8 and to bf16."
-    flags = set(next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")), ":").split(":", 1)[1].split())
-    return ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ("avx2", "avx512_vnni", "avx512_bf16", "amx_tile"))
+from camera_speed import cpu_name, cpu_units, publish        # noqa: E402
 
 
 def cpu_s(pid) -> float:
@@ -128,7 +122,7 @@ def main():
     mem = f"{mem0:.0f} → {mem1:.0f} MB ({100 * (mem1 - mem0) / mem0:+.1f} %)"
     text = f"""# The local web page under load
 
-Measured {date.today()} by `benchmarks/serve_load.py` on a 2-core {cpu_name()} ({cpu_units()}): `fundus-mtl serve` with the shipped
+Measured {date.today()} by `benchmarks/serve_load.py` on a {len(os.sched_getaffinity(0))}-core {cpu_name()} ({cpu_units()}): `fundus-mtl serve` with the shipped
 int8 model (160 px, ONNX Runtime, CPU) in its own process, {a.clients} concurrent clients on 127.0.0.1 (asyncio + httpx, in
 a second process on the same two cores) sending {a.requests} uploads as the page sends them (the photograph as the body,
 heatmaps on): real photographs (DrimDB 760x570 and EyeQ 256-px JPEGs, one in ten as a camera's JPEG DICOM), and
