@@ -29,9 +29,11 @@ setuptools.setup(
         "Natural Language :: " + s["language"].title(),
         "Programming Language :: Python :: 3.11",
     ],
-    packages=setuptools.find_packages(include=["fundus_mtl", "fundus_mtl.*"]),
+    # fundus_mtl.weights (the shipped camera model and its card) is a data-only folder: named as a package, setuptools
+    # keeps it (left to include_package_data it warns "Package would be ignored" and a later release drops it)
+    packages=setuptools.find_packages(include=["fundus_mtl", "fundus_mtl.*"]) + ["fundus_mtl.weights"],
     include_package_data=True,
-    package_data={"fundus_mtl": ["weights/*.onnx", "weights/*.md"]},   # the shipped camera model and its card
+    package_data={"fundus_mtl.weights": ["*.onnx", "*.md"]},
     python_requires=">=" + s["min_python"],
     install_requires=s["requirements"].split(),
     extras_require={"camera": s.get("camera_requirements", "").split(), "train": s["train_requirements"].split(),

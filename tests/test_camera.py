@@ -142,3 +142,20 @@ print("torch" in sys.modules, rc)
     assert len(written) > 2 + len(ok)                                                     # the tables and the heatmaps
     leaks = [(f.name, s) for f in written for s in secrets if s in f.read_bytes() or s.decode() in f.name]
     assert not leaks and not any(s.decode() in r.stdout + r.stderr for s in secrets), leaks
+
+
+def test_the_wheel_carries_the_shipped_model(tmp_path):
+    "The wheel a camera PC installs holds the shipped model and its card, byte for byte, and setuptools does not warn that it would drop them."
+    import shutil, zipfile
+    root = Path(__file__).resolve().parents[1]
+    src = tmp_path / "src"   # a copy: building writes build/ and egg-info beside setup.py, never into the checkout
+    src.mkdir()
+    for f in ("setup.py", "settings.ini", "README.md", "pyproject.toml"): shutil.copy2(root / f, src / f)
+    shutil.copytree(root / "fundus_mtl", src / "fundus_mtl", ignore=shutil.ignore_patterns("__pycache__"))
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), "-v"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "would be ignored" not in r.stdout + r.stderr, "setuptools would drop a data folder from the wheel"
+    with zipfile.ZipFile(next((tmp_path / "dist").glob("fundus_mtl-*.whl"))) as z:
+        for f in (DEFAULT_MODEL, DEFAULT_MODEL.parent / "MODEL_CARD.md"):
+            assert z.read(f"fundus_mtl/weights/{f.name}") == f.read_bytes(), f.name
