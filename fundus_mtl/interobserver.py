@@ -92,7 +92,8 @@ def heldout_comparison(r:pd.DataFrame,        # rater table
                        teacher:pd.DataFrame,  # Teacher predictions: `image` and p_<detail> (P(good))
                        cfg:Config,            # bootstrap, seed, alpha, sig_test, alternative
                        rater=None,            # the rater to hold out (None: `choose_rater`)
-                       tie:str="odd"          # tie rule of the majority vote (TIE_RULES)
+                       tie:str="odd",         # tie rule of the majority vote (TIE_RULES)
+                       groups:pd.Series|None=None  # cluster (patient) of each image, indexed by image name: whole clusters are resampled (None: single images)
                       ) -> dict:
     "Table 5 (long and wide), the held-out rater, the reason, image count and ties."
     from fundus_mtl.evaluation import compare_models, format_cells, adjusted
@@ -102,13 +103,19 @@ def heldout_comparison(r:pd.DataFrame,        # rater table
     tp = teacher.assign(key=image_key(teacher["image"]).to_numpy()).set_index("key")
     imgs = [i for i in mine.index if i in truth.index and image_key([i])[0] in tp.index]
     if not imgs: raise ValueError(f"rater {who} shares no image with the Teacher's predictions and the others' majority")
+    if groups is not None:   # joined by image_key: rater tables name images without the extension the prepared table has
+        gk = pd.Series(np.asarray(groups), index=image_key(groups.index).to_numpy())
+        gk = gk[~gk.index.duplicated()].reindex(image_key(imgs).to_numpy())
+        if gk.isna().any(): raise ValueError(f"{int(gk.isna().sum())} rated image(s) have no cluster in `groups`, e.g. {imgs[int(np.flatnonzero(gk.isna().to_numpy())[0])]!r}")
+        gk = dict(zip(imgs, gk.to_numpy()))
     longs = []
     for d in DETAILS:
         keep = [i for i in imgs if not np.isnan(truth.loc[i, d])]
         y = truth.loc[keep, d].to_numpy().astype(int)
         preds = {"rater": mine.loc[keep, d].to_numpy().astype(int),
                  "teacher": (tp.loc[image_key(keep).to_numpy(), f"p_{d}"].to_numpy() >= 0.5).astype(int)}
-        longs.append(compare_models(y, preds, "teacher", 2, cfg, ["F1", "Pr", "Re"]).assign(detail=d, n=len(y)))
+        g = None if groups is None else np.array([gk[i] for i in keep])
+        longs.append(compare_models(y, preds, "teacher", 2, cfg, ["F1", "Pr", "Re"], groups=g).assign(detail=d, n=len(y)))
     long = adjusted(pd.concat(longs, ignore_index=True), cfg)    # Holm across the table's comparisons
     long["model"] = long["model"].map({"rater": f"Expert (rater {who})", "teacher": "Teacher-A"})
     long["column"] = long["detail"] + " " + long["metric"]
