@@ -9,6 +9,8 @@ Everything resumes: a killed call picks up at the last finished epoch (`train.fi
     python scripts/budget_arm.py arm runs/budget/scratch --from runs/real --results results/real/budget/scratch
     python scripts/budget_arm.py arm runs/budget/fundus-ssl --from runs/real --weights results/pretrain/trunk.pt ...
     python scripts/budget_arm.py compare runs/budget/scratch runs/budget/fundus-ssl --results results/real/budget
+
+`--settings deepdrid` makes an arm of one task-B setting only (more seeds where a setting is cheap to train).
 """
 from __future__ import annotations
 import argparse, dataclasses, json, os, shutil, subprocess, sys, time
@@ -25,7 +27,7 @@ def _link_tree(src:Path, dst:Path):
     else: os.link(src, dst)
 
 
-def arm(run:str, src:str, weights:str, seeds:list[int]|None, results:str, progress:bool) -> dict:
+def arm(run:str, src:str, weights:str, seeds:list[int]|None, results:str, progress:bool, settings:list[str]|None=None) -> dict:
     "Prepare the arm's run directory once, train what the budget item needs, copy its tables and figure to `results`."
     from fundus_mtl.config import get_config, load_config, save_config, resolve_paths
     from fundus_mtl.rundir import RunDir
@@ -41,8 +43,9 @@ def arm(run:str, src:str, weights:str, seeds:list[int]|None, results:str, progre
     if w != "none" and not Path(w).is_file(): raise FileNotFoundError(f"weights file {w} does not exist")
     base = load_config(src.config)
     stored = {k: v for k, v in json.loads(base.to_json()).items() if k != "preset"}
+    if settings and set(settings) - set(base.settings): raise ValueError(f"{src.root} has no setting(s) {sorted(set(settings) - set(base.settings))}: it has {list(base.settings)}")
     cfg = resolve_paths(get_config(base.preset, **{**stored, "run_dir": str(run), "weights": w,
-                                                   **({"budget_seeds": seeds} if seeds else {})}))
+                                                   **({"budget_seeds": seeds} if seeds else {}), **({"settings": tuple(settings)} if settings else {})}))
     rd = RunDir(run)
     if rd.config.exists():   # a later call may add seeds (each seed's variants are trained apart); nothing else may change
         old = load_config(rd.config)
@@ -134,10 +137,11 @@ def main(argv=None):
     p.add_argument("run"); p.add_argument("--from", dest="src", required=True)
     p.add_argument("--weights", default=""); p.add_argument("--seeds", type=int, nargs="+")
     p.add_argument("--results", required=True); p.add_argument("--progress", action="store_true")
+    p.add_argument("--settings", nargs="+", help="only these task-B settings of the source run (default: all of them)")
     c = sub.add_parser("compare", help="pair two finished arms")
     c.add_argument("a"); c.add_argument("b"); c.add_argument("--results", required=True)
     a = ap.parse_args(argv)
-    if a.cmd == "arm": print(json.dumps(arm(a.run, a.src, a.weights, a.seeds, a.results, a.progress), indent=1))
+    if a.cmd == "arm": print(json.dumps(arm(a.run, a.src, a.weights, a.seeds, a.results, a.progress, a.settings), indent=1))
     else: print(compare(a.a, a.b, a.results).round(3).to_string())
 
 
