@@ -10,7 +10,9 @@ Everything resumes: a killed call picks up at the last finished epoch (`train.fi
     python scripts/budget_arm.py arm runs/budget/fundus-ssl --from runs/real --weights results/pretrain/trunk.pt ...
     python scripts/budget_arm.py compare runs/budget/scratch runs/budget/fundus-ssl --results results/real/budget
 
-`--settings deepdrid` makes an arm of one task-B setting only (more seeds where a setting is cheap to train).
+`--settings deepdrid` makes an arm of one task-B setting only (more seeds where a setting is cheap to train);
+`pool results/real/budget results/real/budget/deepdrid --setting deepdrid --out ...` compares the arms seed by seed
+over every seed those folders hold.
 """
 from __future__ import annotations
 import argparse, dataclasses, json, os, shutil, subprocess, sys, time
@@ -130,6 +132,40 @@ def compare(a:str, b:str, results:str) -> "pd.DataFrame":
     return long
 
 
+def pool(dirs:list[str], setting:str, out:str, a:str="scratch", b:str="fundus-ssl") -> "pd.DataFrame":
+    "Seed-level comparison of arm `b` with arm `a` for one setting over every seed of the result folders `dirs` (each with `a/` and `b/` tables)."
+    import numpy as np, pandas as pd
+    from scipy import stats
+    from statsmodels.stats.multitest import multipletests
+    from fundus_mtl.files import write_table
+    per = []
+    for d in dirs:
+        for arm in (a, b):
+            t = pd.read_csv(Path(d)/arm/"tables"/"ext4_budget.csv").query("metric == 'F1' and setting == @setting")
+            per.append(t[["budget", "model", "seed", "value"]].assign(arm=arm))
+    per = pd.concat(per)
+    if per.duplicated(["arm", "budget", "model", "seed"]).any(): raise ValueError(f"a seed appears in more than one of {dirs}: pool folders with distinct seeds")
+    long = per.pivot_table(index=["budget", "model", "seed"], columns="arm", values="value").dropna().reset_index()   # seeds both arms finished
+    rows = []
+    for (f, m), g in long.groupby(["budget", "model"], sort=False):
+        d = (g[b] - g[a]).to_numpy()
+        ci = stats.t.interval(0.95, len(d) - 1, d.mean(), stats.sem(d)) if len(d) > 1 and d.std() > 0 else (d.mean(), d.mean())
+        rows.append(dict(budget=f, model=m, seeds=len(d), **{f"mean {a}": g[a].mean(), f"mean {b}": g[b].mean(), f"min {a}": g[a].min(), f"min {b}": g[b].min()},
+                         diff=d.mean(), diff_lo=ci[0], diff_hi=ci[1], p_t=stats.ttest_rel(g[b], g[a]).pvalue if len(d) > 1 and d.std() > 0 else np.nan,
+                         wins=f"{int((d > 0).sum())} / {int((d < 0).sum())}"))
+    res = pd.DataFrame(rows)
+    ok = res["p_t"].notna()
+    res.loc[ok, "p_holm"] = multipletests(res.loc[ok, "p_t"], method="holm")[1]
+    seeds = sorted(long["seed"].unique())
+    show = res.assign(budget=res.budget.map("{:.0%}".format), **{f"{b} − {a}": [f"{x:+.3f} [{lo:+.3f}, {hi:+.3f}]" for x, lo, hi in zip(res["diff"], res.diff_lo, res.diff_hi)]})
+    show = show[["budget", "model", "seeds", f"mean {a}", f"mean {b}", f"min {a}", f"min {b}", f"{b} − {a}", "wins", "p_t", "p_holm"]].round(3)
+    write_table(Path(out), show, f"Label budget on `{setting}`, seed by seed: test F1 of arm `{b}` against arm `{a}` over seeds "
+                f"{', '.join(map(str, seeds))} (from {', '.join(dirs)}). Mean and lowest F1 of each arm; the mean paired difference "
+                f"with its 95 % t interval over seeds; wins: seeds where `{b}` was higher / lower; p_t: paired t test over seeds, "
+                f"p_holm: Holm over the table's {int(ok.sum())} tests. A seed is the unit: each trains its own models.", csv=res)
+    return res
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -140,9 +176,12 @@ def main(argv=None):
     p.add_argument("--settings", nargs="+", help="only these task-B settings of the source run (default: all of them)")
     c = sub.add_parser("compare", help="pair two finished arms")
     c.add_argument("a"); c.add_argument("b"); c.add_argument("--results", required=True)
+    q = sub.add_parser("pool", help="seed-level comparison of two arms over the seeds of several result folders")
+    q.add_argument("dirs", nargs="+"); q.add_argument("--setting", required=True); q.add_argument("--out", required=True)
     a = ap.parse_args(argv)
     if a.cmd == "arm": print(json.dumps(arm(a.run, a.src, a.weights, a.seeds, a.results, a.progress, a.settings), indent=1))
-    else: print(compare(a.a, a.b, a.results).round(3).to_string())
+    elif a.cmd == "compare": print(compare(a.a, a.b, a.results).round(3).to_string())
+    else: print(pool(a.dirs, a.setting, a.out).round(3).to_string())
 
 
 if __name__ == "__main__":

@@ -90,6 +90,14 @@ def test_two_arms_share_the_source_and_compare_pairs_them(source, tmp_path):
         assert len(f1) == len(long) and all(abs(f1[(r.budget, r.model)] - r[f"F1 {arm}"]) < 1e-9 for _, r in long.iterrows())
     assert (results / "arms.md").exists() and not (results / "arms_mean.md").exists()   # one seed: no mean table
 
+    # pooled seed by seed: the means are the arms' own F1 (one seed here); a seed found in two folders is refused
+    pooled = ba.pool([str(results)], "eyeq", str(tmp_path / "pooled"), a="scratch", b="ssl").set_index(["budget", "model"])
+    assert len(pooled) == len(long) and (pooled["seeds"] == 1).all()
+    for _, r in long.iterrows():
+        assert abs(pooled.loc[(r.budget, r.model), "mean ssl"] - r["F1 ssl"]) < 1e-9 and abs(pooled.loc[(r.budget, r.model), "diff"] - r["diff"]) < 1e-9
+    with pytest.raises(ValueError, match="more than one"):
+        ba.pool([str(results), str(results)], "eyeq", str(tmp_path / "pooled2"), a="scratch", b="ssl")
+
     # arms that finished different seeds have nothing to pair
     other = tmp_path / "other"
     for arm, seed in (("scratch", 0), ("ssl", 1)):
