@@ -135,9 +135,9 @@ def compare(a:str, b:str, results:str) -> "pd.DataFrame":
 def pool(dirs:list[str], setting:str, out:str, a:str="scratch", b:str="fundus-ssl") -> "pd.DataFrame":
     "Seed-level comparison of arm `b` with arm `a` for one setting over every seed of the result folders `dirs` (each with `a/` and `b/` tables)."
     import numpy as np, pandas as pd
-    from scipy import stats
     from statsmodels.stats.multitest import multipletests
     from fundus_mtl.files import write_table
+    from fundus_mtl.replicate_stats import paired_summary   # the replicate study's paired t over seeds
     per = []
     for d in dirs:
         for arm in (a, b):
@@ -148,11 +148,10 @@ def pool(dirs:list[str], setting:str, out:str, a:str="scratch", b:str="fundus-ss
     long = per.pivot_table(index=["budget", "model", "seed"], columns="arm", values="value").dropna().reset_index()   # seeds both arms finished
     rows = []
     for (f, m), g in long.groupby(["budget", "model"], sort=False):
-        d = (g[b] - g[a]).to_numpy()
-        ci = stats.t.interval(0.95, len(d) - 1, d.mean(), stats.sem(d)) if len(d) > 1 and d.std() > 0 else (d.mean(), d.mean())
+        d = (g[b] - g[a]).to_numpy()   # one seed: the difference alone, no interval or test
+        s = paired_summary(g[b], g[a]) if len(d) > 1 else dict(mean_diff=d.mean(), ci_lo=d.mean(), ci_hi=d.mean(), p_t=np.nan, wins=int((d > 0).sum()), losses=int((d < 0).sum()))
         rows.append(dict(budget=f, model=m, seeds=len(d), **{f"mean {a}": g[a].mean(), f"mean {b}": g[b].mean(), f"min {a}": g[a].min(), f"min {b}": g[b].min()},
-                         diff=d.mean(), diff_lo=ci[0], diff_hi=ci[1], p_t=stats.ttest_rel(g[b], g[a]).pvalue if len(d) > 1 and d.std() > 0 else np.nan,
-                         wins=f"{int((d > 0).sum())} / {int((d < 0).sum())}"))
+                         diff=s["mean_diff"], diff_lo=s["ci_lo"], diff_hi=s["ci_hi"], p_t=s["p_t"], wins=f"{s['wins']} / {s['losses']}"))
     res = pd.DataFrame(rows)
     ok = res["p_t"].notna()
     res.loc[ok, "p_holm"] = multipletests(res.loc[ok, "p_t"], method="holm")[1]
